@@ -1,0 +1,60 @@
+"""Where kda-mcp reads its inputs and keeps its state, resolved once from flags and environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import resources
+
+
+def _user_dir(env_var: str, xdg_var: str, fallback: str) -> Path:
+    if os.environ.get(env_var):
+        return Path(os.environ[env_var]).expanduser()
+    base = os.environ.get(xdg_var)
+    return (Path(base).expanduser() if base else Path.home() / fallback) / "kda-mcp"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Paths and switches for one server process.
+
+    dataset_path: a FlashInfer-Trace folder (definitions/, workloads/, solutions/, ...).
+    wiki_paths: external wiki roots indexed beside the bundled pages.
+    state_dir: jobs, attempts, traces and artifacts that must survive a restart.
+    cache_dir: things that can be rebuilt (the wiki index, build outputs).
+    """
+
+    dataset_path: Path
+    dataset_is_embedded: bool
+    wiki_paths: tuple[Path, ...] = ()
+    state_dir: Path = field(default_factory=lambda: _user_dir("KDA_STATE_DIR", "XDG_STATE_HOME", ".local/state"))
+    cache_dir: Path = field(default_factory=lambda: _user_dir("KDA_CACHE_DIR", "XDG_CACHE_HOME", ".cache"))
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        dataset: str | os.PathLike[str] | None = None,
+        wiki_paths: list[str] | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> Settings:
+        """Flags win over environment variables, which win over the embedded defaults."""
+        chosen = dataset or os.environ.get("FIB_DATASET_PATH")
+        if chosen:
+            dataset_path, embedded = Path(chosen).expanduser().resolve(), False
+        else:
+            dataset_path, embedded = resources.sample_dataset_path(), True
+        if wiki_paths is None:
+            raw = os.environ.get("KDA_WIKI_PATHS", "")
+            wiki_paths = [p for p in raw.split(os.pathsep) if p.strip()]
+        defaults = cls(dataset_path=dataset_path, dataset_is_embedded=embedded)
+        return cls(
+            dataset_path=dataset_path,
+            dataset_is_embedded=embedded,
+            wiki_paths=tuple(Path(p).expanduser() for p in wiki_paths),
+            state_dir=Path(state_dir).expanduser() if state_dir else defaults.state_dir,
+            cache_dir=Path(cache_dir).expanduser() if cache_dir else defaults.cache_dir,
+        )
