@@ -1,0 +1,46 @@
+"""Build the MCP server object: one MCPServer with every kda-mcp tool, prompt and resource."""
+
+import importlib.metadata
+
+from mcp.server.mcpserver import MCPServer
+
+from server import build, catalog, knowledge, phases, uris
+from tools.app import KdaApp
+from tools.settings import Settings
+
+INSTRUCTIONS = """\
+kda-mcp gives you the tools of a GPU-kernel optimization loop against real hardware.
+Typical loop: capabilities -> get_definition -> search_wiki / read_wiki_page -> write a solution ->
+compile_solution -> run_benchmark -> profile_solution -> iterate. get_phase_prompt returns the
+step-by-step plan for each phase (phase1: first correct kernel; phase2: profile-guided exploration;
+phase3: per-shape specialization). The reference, tolerances and baseline are fixed by the dataset.
+"""
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("kda-mcp")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def build_server(app: KdaApp) -> MCPServer:
+    mcp = MCPServer(
+        name="kda-mcp",
+        title="kda-mcp: GPU kernel optimization tools",
+        instructions=INSTRUCTIONS,
+        version=version(),
+        log_level="WARNING",
+    )
+    catalog.register(mcp, app)
+    build.register(mcp, app)
+    knowledge.register(mcp, app)
+    phases.register(mcp, app)
+    uris.register(mcp, app)
+    return mcp
+
+
+def create_app(settings: Settings | None = None) -> tuple[MCPServer, KdaApp]:
+    """The server and its domain state; tests and the CLI both start here."""
+    app = KdaApp(settings or Settings.resolve())
+    return build_server(app), app

@@ -1,0 +1,1 @@
+"""Building solutions without running them, and reading what the compilers said about them."""

@@ -1,0 +1,390 @@
+"""compile_solution: build without timing, and report what the compiler saw.
+
+CUDA/C++ build in a child process (nvcc through tvm-ffi or torch's extension builder) on a CPU
+core; Python-side code (Triton, CuTe DSL, TileLang) compiles on its first call, so it runs once on
+a leased GPU. Both end in the same report: diagnostics, per-kernel resources, SASS facts.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+from flashinfer_bench.data import Definition, Solution, Workload
+
+from tools.build.cache import BuildCache, build_key, file_digest
+from tools.build.diagnostics import parse_diagnostics
+from tools.build.models import Diagnostic, KernelResources
+from tools.build.ptxas import parse_ptxas_info
+from tools.build.result import CompileResult
+from tools.build.sass import disassemble
+from tools.build.targets import Target
+from tools.capabilities import find_cuda_tool
+from tools.errors import InvalidArgumentError, UnavailableError
+from tools.gpus import GpuPool
+from tools.procs import run_process, scrubbed_env
+from tools.solution import check_signature
+
+MAX_DIAGNOSTICS = 20
+LOG_TAIL_CHARS = 20_000
+# Flags that would break the harness or the report if an agent passed them.
+_FORBIDDEN_FLAGS = re.compile(r"^(-o|--output-file|-c|--compile|-E|--preprocess|-M.*|--run|-run|-shared|--shared)$")
+_FLAG_OK = re.compile(r"^-[-A-Za-z0-9_=.,:+/]+$")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def check_flags(flags: list[str]) -> list[str]:
+    """Extra nvcc flags: each one a single option token; nothing that changes outputs or runs code."""
+    if len(flags) > 32:
+        raise InvalidArgumentError("At most 32 extra nvcc flags are accepted.")
+    for flag in flags:
+        if not _FLAG_OK.match(flag) or len(flag) > 200:
+            raise InvalidArgumentError(
+                f"Extra flag {flag!r} is not a single nvcc option (like -maxrregcount=128, --use_fast_math, -DBLOCK=128)."
+            )
+        if _FORBIDDEN_FLAGS.match(flag.split("=")[0]):
+            raise InvalidArgumentError(f"Extra flag {flag!r} would change what kda-mcp builds; drop it.")
+    return flags
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def _nvcc_version() -> str:
+    nvcc = find_cuda_tool("nvcc")
+    if nvcc is None:
+        return "none"
+    out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    match = re.search(r"V([\d.]+)", out)
+    return match.group(1) if match else out.strip()[-40:]
+
+
+def _triton_ptxas() -> str | None:
+    """Triton's bundled ptxas: the one that built its cubins, so its -v report matches them."""
+    spec = importlib.util.find_spec("triton")
+    if spec and spec.submodule_search_locations:
+        candidate = Path(spec.submodule_search_locations[0]) / "backends" / "nvidia" / "bin" / "ptxas"
+        if candidate.is_file():
+            return str(candidate)
+    return find_cuda_tool("ptxas")
+
+
+def _sort_diagnostics(items: list[Diagnostic]) -> tuple[list[Diagnostic], int]:
+    order = {"error": 0, "warning": 1, "note": 2}
+    ranked = sorted(items, key=lambda d: order.get(d.severity, 3))
+    return ranked[:MAX_DIAGNOSTICS], max(0, len(ranked) - MAX_DIAGNOSTICS)
+
+
+def _kernel_warnings(kernels: list[KernelResources]) -> list[str]:
+    warnings = []
+    for k in kernels:
+        label = k.demangled or k.name
+        if (k.spill_store_bytes or 0) + (k.spill_load_bytes or 0) > 0:
+            warnings.append(
+                f"{label}: spills ({k.spill_store_bytes or 0} B stores, {k.spill_load_bytes or 0} B loads) to local memory; "
+                "see wiki pattern-register-spills."
+            )
+        elif k.sass and (k.sass.local_loads or k.sass.local_stores):
+            warnings.append(f"{label}: local memory traffic (LDL/STL) without spills: a runtime-indexed per-thread array.")
+        if k.registers is not None and k.registers >= 255:
+            warnings.append(f"{label}: uses {k.registers} registers, the per-thread maximum; occupancy is one or two warps per scheduler.")
+    return warnings
+
+
+@dataclass
+class Compiler:
+    cache: BuildCache
+    gpus: GpuPool
+    parallel: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    _limiter: anyio.CapacityLimiter | None = None
+    _loop: object = None
+
+    def _slots(self) -> anyio.CapacityLimiter:
+        token = anyio.lowlevel.current_token()
+        if self._limiter is None or self._loop != token:
+            self._limiter, self._loop = anyio.CapacityLimiter(self.parallel), token
+        return self._limiter
+
+    def key_for(self, solution: Solution, target: Target, flags: list[str]) -> str:
+        native = solution.spec.language.value in ("cuda", "cpp")
+        toolchain = f"nvcc {_nvcc_version()}" if native else f"torch {_version('torch')} triton {_version('triton')}"
+        return build_key(solution, target=target.name, flags=flags, toolchain=toolchain)
+
+    async def compile(
+        self,
+        solution: Solution,
+        definition: Definition,
+        *,
+        target: Target,
+        extra_flags: list[str],
+        timeout_s: float,
+        first_call_workload: Workload | None,
+        dataset_root: Path,
+        include_log: bool = False,
+    ) -> CompileResult:
+        extra_flags = check_flags(extra_flags)
+        key = self.key_for(solution, target, extra_flags)
+        syntax = _python_syntax_errors(solution)
+        if syntax:  # a compile failure, reported like any other (and never cached)
+            return CompileResult(
+                status="failed",
+                solution=solution.name,
+                definition=definition.name,
+                language=solution.spec.language.value,
+                build_seconds=0.0,
+                cache_hit=False,
+                build_key=key,
+                diagnostics=syntax,
+                message=f"Syntax error in {syntax[0].file} line {syntax[0].line}: {syntax[0].message}.",
+            )
+        warnings = check_signature(solution, definition)
+        cached = self.cache.load(key)
+        if cached is not None:
+            log = self._log_tail(key) if include_log else None
+            return cached.model_copy(update={"cache_hit": True, "solution": solution.name, "log": log})
+
+        async with self._slots():
+            folder = self.cache.fresh(key)
+            source_dir = folder / "src"
+            for source in solution.sources:
+                target_file = source_dir / source.path
+                target_file.parent.mkdir(parents=True, exist_ok=True)
+                target_file.write_text(source.content, encoding="utf-8")
+            if solution.spec.language.value in ("cuda", "cpp"):
+                result = await self._build_native(solution, definition, key, folder, target, extra_flags, timeout_s)
+            else:
+                result = await self._build_jit(solution, definition, key, folder, target, timeout_s, first_call_workload, dataset_root)
+        result.warnings = (warnings + (result.warnings or [])) or None
+        if result.status == "ok":
+            self.cache.store(key, result)
+        if include_log:
+            result.log = self._log_tail(key)
+        return result
+
+    def _log_tail(self, key: str) -> str | None:
+        log = self.cache.log(key)
+        return None if log is None else log[-LOG_TAIL_CHARS:]
+
+    def _child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = scrubbed_env()
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+        env.update(extra or {})
+        return env
+
+    async def _build_native(
+        self, solution: Solution, definition: Definition, key: str, folder: Path, target: Target, flags: list[str], timeout_s: float
+    ) -> CompileResult:
+        if find_cuda_tool("nvcc") is None:
+            raise UnavailableError("nvcc is not installed here, so CUDA/C++ cannot be built.", hint="Install the CUDA toolkit or set CUDA_HOME.")
+        build_dir = folder / "build"
+        build_dir.mkdir()
+        job = {
+            "source_dir": str(folder / "src"),
+            "build_dir": str(build_dir),
+            "files": [s.path for s in solution.sources],
+            "package": f"kda_{key[:16]}",
+            "binding": solution.spec.binding.value if solution.spec.binding else "tvm-ffi",
+            "arch_dotted": target.dotted,
+            "gencode": target.gencode,
+            "extra_flags": flags,
+            "dependencies": list(solution.spec.dependencies),
+            "result_path": str(folder / "child_result.json"),
+        }
+        (folder / "job.json").write_text(json.dumps(job))
+        outcome = await run_process(
+            [sys.executable, "-m", "tools.build.cuda_child", str(folder / "job.json")],
+            timeout=timeout_s,
+            env=self._child_env(),
+            cwd=folder,
+        )
+        (folder / "build.log").write_text(outcome.output)
+        child = _read_json(folder / "child_result.json")
+        diagnostics, omitted = _sort_diagnostics(parse_diagnostics(outcome.output, source_root=folder / "src"))
+        base = dict(
+            solution=solution.name,
+            definition=definition.name,
+            language=solution.spec.language.value,
+            target=target.name,
+            build_seconds=round(outcome.seconds, 2),
+            cache_hit=False,
+            build_key=key,
+            diagnostics=diagnostics or None,
+            diagnostics_omitted=omitted or None,
+        )
+        if outcome.timed_out:
+            return CompileResult(status="failed", message=f"The build ran past {timeout_s:.0f} s and was stopped; raise timeout_s or simplify the code.", **base)
+        if not child.get("ok"):
+            first = next((d for d in diagnostics if d.severity == "error"), None)
+            where = f"{first.file}:{first.line}: {first.message}" if first and first.file else (child.get("error") or "see the log")
+            return CompileResult(
+                status="failed",
+                message=f"Build failed ({sum(d.severity == 'error' for d in diagnostics)} errors). First: {where}. Fix it and call compile_solution again (include_log=true shows the raw log).",
+                **base,
+            )
+        library = Path(child["library"])
+        kernels = parse_ptxas_info(outcome.output)
+        sass, sass_note = _sass_of(library)
+        for kernel in kernels:
+            kernel.sass = sass.get(kernel.name) or sass.get(f"{kernel.name}@{kernel.arch}")
+        (folder / "artifacts.json").write_text(json.dumps({"library": str(library), "source_dir": str(folder / "src")}))
+        spills = sum((k.spill_store_bytes or 0) + (k.spill_load_bytes or 0) for k in kernels)
+        note = " (device code only: link needs a CUDA build of torch)" if library.suffix == ".cubin" else ""
+        return CompileResult(
+            status="ok",
+            artifact_hash=file_digest(library) if library.is_file() else None,
+            kernels=kernels or None,
+            warnings=(_kernel_warnings(kernels) + ([sass_note] if sass_note else [])) or None,
+            message=f"Built for {target.name} in {outcome.seconds:.1f} s{note}: {len(kernels)} kernel(s), {spills} spill bytes.",
+            **base,
+        )
+
+    async def _build_jit(
+        self,
+        solution: Solution,
+        definition: Definition,
+        key: str,
+        folder: Path,
+        target: Target,
+        timeout_s: float,
+        workload: Workload | None,
+        dataset_root: Path,
+    ) -> CompileResult:
+        base = dict(
+            solution=solution.name,
+            definition=definition.name,
+            language=solution.spec.language.value,
+            cache_hit=False,
+            build_key=key,
+        )
+        started = time.monotonic()
+        if not self.gpus.gpus:
+            (folder / "build.log").write_text("static checks passed; no GPU for the first call\n")
+            return CompileResult(
+                status="needs_gpu",
+                build_seconds=round(time.monotonic() - started, 2),
+                message=(
+                    f"{solution.spec.language.value} kernels compile on their first call with real arguments, which needs a GPU; "
+                    "this server has none. Syntax and the entry signature are fine. Run on a GPU server to get registers, "
+                    "shared memory, spills and SASS."
+                ),
+                **base,
+            )
+        if workload is None:
+            raise InvalidArgumentError(f"{definition.name} has no workloads, so there is nothing to call the solution with.")
+        cache_dir = folder / "triton_cache"
+        job = {
+            "source_dir": str(folder / "src"),
+            "solution": solution.model_dump_json(),
+            "definition": definition.model_dump_json(),
+            "workload": workload.model_dump_json(),
+            "dataset_root": str(dataset_root),
+            "result_path": str(folder / "child_result.json"),
+        }
+        (folder / "job.json").write_text(json.dumps(job))
+        async with self.gpus.lease("compile_solution (first call)") as lease:
+            outcome = await run_process(
+                [sys.executable, "-m", "tools.build.jit_child", str(folder / "job.json")],
+                timeout=timeout_s,
+                env=self._child_env({"CUDA_VISIBLE_DEVICES": str(lease.gpu), "TRITON_CACHE_DIR": str(cache_dir)}),
+                cwd=folder,
+            )
+        (folder / "build.log").write_text(outcome.output)
+        child = _read_json(folder / "child_result.json")
+        diagnostics, omitted = _sort_diagnostics(parse_diagnostics(outcome.output, source_root=folder / "src"))
+        base.update(build_seconds=round(outcome.seconds, 2), diagnostics=diagnostics or None, diagnostics_omitted=omitted or None)
+        kernels, binaries, arch = _triton_kernels(cache_dir)
+        base["target"] = arch or target.name
+        if outcome.timed_out:
+            return CompileResult(status="failed", message=f"The first call ran past {timeout_s:.0f} s and was stopped (a hang, or a very slow JIT).", **base)
+        if not child.get("ok"):
+            error = child.get("error") or (f"the child exited with status {outcome.returncode}" if outcome.returncode else "unknown failure")
+            phase = child.get("phase", "setup")
+            return CompileResult(
+                status="failed",
+                message=f"Failed during {phase}: {error[:400]}. A JIT error here is a compile error; fix it and compile again.",
+                kernels=kernels or None,
+                **base,
+            )
+        return CompileResult(
+            status="ok",
+            artifact_hash=file_digest(*binaries) if binaries else None,
+            kernels=kernels or None,
+            warnings=(_kernel_warnings(kernels) or []) + ([] if kernels else ["No Triton kernel was compiled during the first call (torch ops or another DSL?); nothing to report per kernel."]) or None,
+            message=f"Ran once on workload {workload.uuid[:8]} and compiled {len(kernels)} Triton kernel(s) in {outcome.seconds:.1f} s.",
+            **base,
+        )
+
+
+def _sass_of(binary: Path) -> tuple[dict, str | None]:
+    """SASS facts per kernel, or none with a note when no disassembler is installed."""
+    if not binary.is_file():
+        return {}, None
+    try:
+        return disassemble(binary), None
+    except UnavailableError as exc:
+        return {}, f"No SASS facts: {exc}"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _python_syntax_errors(solution: Solution) -> list[Diagnostic]:
+    errors = []
+    for source in solution.sources:
+        if not source.path.endswith(".py"):
+            continue
+        try:
+            compile(source.content, source.path, "exec", dont_inherit=True)
+        except SyntaxError as exc:
+            errors.append(
+                Diagnostic(file=source.path, line=exc.lineno, column=exc.offset, severity="error", message=exc.msg, tool="python")
+            )
+    return errors
+
+
+def _triton_kernels(cache_dir: Path) -> tuple[list[KernelResources], list[Path], str | None]:
+    """Kernels Triton compiled into cache_dir: ptxas -v on its PTX, SASS from its cubin."""
+    kernels: list[KernelResources] = []
+    binaries: list[Path] = []
+    arch = None
+    ptxas = _triton_ptxas()
+    for meta_path in sorted(cache_dir.rglob("*.json")) if cache_dir.is_dir() else []:
+        cubin = meta_path.with_suffix(".cubin")
+        if not cubin.is_file():
+            continue
+        meta = _read_json(meta_path)
+        target_arch = meta.get("target", {}).get("arch")
+        kernel_arch = f"sm_{target_arch}a" if target_arch in (90, 100) else (f"sm_{target_arch}" if target_arch else None)
+        arch = arch or kernel_arch
+        resources = None
+        ptx = meta_path.with_suffix(".ptx")
+        if ptxas and ptx.is_file() and kernel_arch:
+            done = subprocess.run([ptxas, "-v", f"-arch={kernel_arch}", str(ptx), "-o", os.devnull], capture_output=True, text=True, timeout=120)
+            parsed = parse_ptxas_info(done.stdout + done.stderr)
+            resources = parsed[0] if parsed else None
+        kernel = resources or KernelResources(name=meta.get("name", cubin.stem))
+        kernel.name = meta.get("name", kernel.name)
+        kernel.arch = kernel_arch
+        kernel.shared_dynamic_bytes = meta.get("shared")
+        kernel.sass = next(iter(_sass_of(cubin)[0].values()), None)
+        kernels.append(kernel)
+        binaries.append(cubin)
+    return kernels, binaries, arch

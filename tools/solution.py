@@ -1,0 +1,319 @@
+"""One way in for solutions: inline files, a starter-kit directory, or a packed solution.json.
+
+Everything that runs, compiles or profiles a solution first turns the caller's input into a
+validated flashinfer-bench `Solution` here. Every refusal says what to change.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import tomllib
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from flashinfer_bench.data import BuildSpec, Definition, Solution, SourceFile
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tools.errors import InvalidArgumentError, NotFoundError
+
+MAX_FILE_BYTES = 1 * 1024 * 1024
+MAX_TOTAL_BYTES = 4 * 1024 * 1024
+MAX_FILES = 64
+SOURCE_SUFFIXES = {".py", ".cu", ".cuh", ".cpp", ".cc", ".cxx", ".c", ".h", ".hpp", ".hh", ".inl"}
+SKIP_DIRS = {"__pycache__", "build", "dist", "node_modules"}
+Language = Literal["cuda", "cpp", "triton", "python", "tilelang"]
+
+
+class SpecInput(BaseModel):
+    """How to build and call the solution (flashinfer-bench BuildSpec, with defaults filled in)."""
+
+    model_config = ConfigDict(extra="forbid")
+    language: Language = Field(description="cuda | cpp | triton | python | tilelang (CuTe DSL and cuTile code is 'python').")
+    entry_point: str = Field(description="'<file>::<function>', e.g. 'main.py::run' or 'kernel.cu::run'.", max_length=300)
+    destination_passing_style: bool = Field(
+        default=True, description="True: run(inputs..., outputs...) writes into preallocated outputs. False: run(inputs...) returns them."
+    )
+    binding: Literal["tvm-ffi", "torch"] | None = Field(default=None, description="C++/CUDA only; default tvm-ffi.")
+    dependencies: list[str] = Field(default_factory=list, max_length=16, description="e.g. ['cublas', 'cutlass'].")
+
+
+class SolutionInput(BaseModel):
+    """A solution, given in exactly one of three forms."""
+
+    model_config = ConfigDict(extra="forbid")
+    files: dict[str, str] | None = Field(
+        default=None, description="Inline sources: relative path -> file content. Needs spec and definition.", max_length=MAX_FILES
+    )
+    spec: SpecInput | None = Field(default=None, description="Build spec for inline files (or to override a directory's config.toml).")
+    path: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="On the server: a starter-kit directory (config.toml with [solution] and [build]) or a packed solution.json file.",
+    )
+    solution_json: str | dict[str, Any] | None = Field(default=None, description="A packed solution.json, as text or object.")
+    definition: str | None = Field(default=None, max_length=200, description="Definition name (inline files; overrides other forms).")
+    name: str | None = Field(default=None, max_length=200, description="Solution name (default derived from the definition).")
+    author: str | None = Field(default=None, max_length=100)
+    description: str | None = Field(default=None, max_length=4000)
+
+
+def _check_relative_path(raw: str) -> str:
+    if not raw or "\x00" in raw:
+        raise InvalidArgumentError(f"Source path {raw!r} is empty or contains a NUL byte.")
+    if "\\" in raw:
+        raise InvalidArgumentError(f"Source path {raw!r} uses backslashes; use '/' separators.")
+    path = PurePosixPath(raw)
+    if path.is_absolute() or raw.startswith("~"):
+        raise InvalidArgumentError(f"Source path {raw!r} is absolute; give paths relative to the solution root, e.g. 'kernel.cu'.")
+    if ".." in path.parts:
+        raise InvalidArgumentError(f"Source path {raw!r} leaves the solution folder ('..'); keep every file inside it.")
+    parts = [p for p in path.parts if p != "."]
+    if not parts:
+        raise InvalidArgumentError(f"Source path {raw!r} names no file.")
+    return "/".join(parts)
+
+
+def _check_sizes(files: dict[str, str]) -> None:
+    if not files:
+        raise InvalidArgumentError("The solution has no source files.")
+    if len(files) > MAX_FILES:
+        raise InvalidArgumentError(f"The solution has {len(files)} files; at most {MAX_FILES} are accepted.")
+    total = 0
+    for path, content in files.items():
+        size = len(content.encode("utf-8"))
+        if size > MAX_FILE_BYTES:
+            raise InvalidArgumentError(
+                f"{path} is {size / 2**20:.1f} MiB; the limit is {MAX_FILE_BYTES // 2**20} MiB per file. Generated tables belong in code, not literals."
+            )
+        total += size
+    if total > MAX_TOTAL_BYTES:
+        raise InvalidArgumentError(f"Sources total {total / 2**20:.1f} MiB; the limit is {MAX_TOTAL_BYTES // 2**20} MiB.")
+
+
+def _normalize_files(files: dict[str, str]) -> dict[str, str]:
+    normalized: dict[str, str] = {}
+    for raw, content in files.items():
+        path = _check_relative_path(raw)
+        if path in normalized:
+            raise InvalidArgumentError(f"Source path {raw!r} appears twice.")
+        if not isinstance(content, str) or not content:
+            raise InvalidArgumentError(f"{path} is empty; drop it or give it content.")
+        normalized[path] = content
+    _check_sizes(normalized)
+    return normalized
+
+
+def _read_source_tree(root: Path) -> dict[str, str]:
+    """Source files under root, refusing links that lead outside it."""
+    root_resolved = root.resolve()
+    files: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") or part in SKIP_DIRS for part in rel.parts):
+            continue
+        if not path.is_file() or path.suffix.lower() not in SOURCE_SUFFIXES:
+            continue
+        target = path.resolve()
+        if not target.is_relative_to(root_resolved):
+            raise InvalidArgumentError(f"{rel} is a link to {target}, outside the solution folder {root}; copy the file in instead.")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InvalidArgumentError(f"{rel} is larger than {MAX_FILE_BYTES // 2**20} MiB.")
+        try:
+            files[rel.as_posix()] = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidArgumentError(f"{rel} is not UTF-8 text.") from exc
+        if len(files) > MAX_FILES:
+            raise InvalidArgumentError(f"{root} holds more than {MAX_FILES} source files.")
+    return files
+
+
+def _starter_kit_source_dir(root: Path, language: str) -> Path:
+    """The flashinfer-bench starter kit keeps sources in solution/<language>/ beside config.toml."""
+    for candidate in (root / "solution" / language, root / "solution"):
+        if candidate.is_dir():
+            return candidate
+    return root
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidArgumentError(f"{path} is not valid TOML: {exc}.") from exc
+
+
+def _spec_from_config(build: dict[str, Any], config_path: Path) -> SpecInput:
+    try:
+        return SpecInput.model_validate({k: v for k, v in build.items() if k in SpecInput.model_fields})
+    except ValidationError as exc:
+        raise InvalidArgumentError(f"{config_path} [build] is incomplete or wrong: {_first_error(exc)}.") from exc
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    return f"{where}: {err['msg']}"
+
+
+def _from_directory(root: Path, given: SolutionInput) -> tuple[dict[str, str], SpecInput, dict[str, Any]]:
+    config_path = root / "config.toml"
+    meta: dict[str, Any] = {}
+    spec = given.spec
+    if config_path.is_file():
+        config = _read_config(config_path)
+        meta = dict(config.get("solution", {}))
+        if spec is None:
+            if "build" not in config:
+                raise InvalidArgumentError(f"{config_path} has no [build] table (language, entry_point).")
+            spec = _spec_from_config(config["build"], config_path)
+    elif spec is None:
+        raise InvalidArgumentError(
+            f"{root} has no config.toml, so kda-mcp cannot tell how to build it.",
+            hint="Add config.toml with [solution] name/definition/author and [build] language/entry_point, or pass spec.",
+        )
+    source_dir = _starter_kit_source_dir(root, spec.language)
+    return _read_source_tree(source_dir), spec, meta
+
+
+def _from_packed(data: Any, origin: str) -> Solution:
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise InvalidArgumentError(f"{origin} is not valid JSON: {exc.msg} at line {exc.lineno}.") from exc
+    if not isinstance(data, dict):
+        raise InvalidArgumentError(f"{origin} must be a JSON object (a flashinfer-bench Solution).")
+    try:
+        solution = Solution.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidArgumentError(f"{origin} is not a valid Solution: {_first_error(exc)}.") from exc
+    _normalize_files({s.path: s.content for s in solution.sources})
+    return solution
+
+
+def resolve_solution(given: SolutionInput) -> Solution:
+    """Turn any accepted form into a validated Solution (definition existence is checked by the caller)."""
+    forms = [name for name in ("files", "path", "solution_json") if getattr(given, name) is not None]
+    if len(forms) != 1:
+        raise InvalidArgumentError(
+            "Give the solution in exactly one form: files (+spec, definition), path (directory or solution.json), or solution_json."
+            + (f" Got: {', '.join(forms)}." if forms else "")
+        )
+    if given.solution_json is not None or (given.path and given.path.endswith(".json")):
+        if given.path:
+            path = Path(given.path).expanduser()
+            if not path.is_file():
+                raise NotFoundError(f"Solution file {path} does not exist.")
+            solution = _from_packed(path.read_text(encoding="utf-8"), str(path))
+        else:
+            solution = _from_packed(given.solution_json, "solution_json")
+        overrides = {k: v for k, v in (("definition", given.definition), ("name", given.name), ("author", given.author)) if v}
+        # Rebuild rather than copy: the content hash is computed at construction.
+        return Solution.model_validate({**solution.model_dump(), **overrides}) if overrides else solution
+
+    if given.files is not None:
+        if given.spec is None:
+            raise InvalidArgumentError("Inline files need a spec: {language, entry_point, destination_passing_style}.")
+        files, spec, meta = _normalize_files(given.files), given.spec, {}
+    else:
+        root = Path(given.path or "").expanduser()
+        if not root.is_dir():
+            raise NotFoundError(f"Solution path {root} is neither a folder nor a solution.json file.")
+        files, spec, meta = _from_directory(root, given)
+        files = _normalize_files(files)
+
+    definition = given.definition or meta.get("definition")
+    if not definition:
+        raise InvalidArgumentError("Say which definition this solves: pass definition (or set it in config.toml [solution]).")
+    entry_file = spec.entry_point.split("::")[0]
+    if spec.entry_point.count("::") != 1 or not entry_file or not spec.entry_point.split("::")[1]:
+        raise InvalidArgumentError(f"entry_point {spec.entry_point!r} must look like 'main.py::run'.")
+    if entry_file not in files:
+        raise InvalidArgumentError(f"entry_point names {entry_file!r}, which is not among the files: {sorted(files)}.")
+    try:
+        return Solution(
+            name=given.name or meta.get("name") or f"{definition}_{spec.language}",
+            definition=definition,
+            author=given.author or meta.get("author") or "agent",
+            description=given.description or meta.get("description"),
+            spec=BuildSpec(target_hardware=["cuda"], **spec.model_dump()),
+            sources=[SourceFile(path=p, content=c) for p, c in files.items()],
+        )
+    except ValidationError as exc:
+        raise InvalidArgumentError(f"The solution is not valid: {_first_error(exc)}.") from exc
+
+
+def check_signature(solution: Solution, definition: Definition) -> list[str]:
+    """For Python-side entry points, the parameter list must match the definition's call.
+
+    Returns warnings (names that differ); raises when the count is wrong, since the harness
+    calls positionally: inputs in definition order, then outputs for destination passing.
+    """
+    if solution.spec.language.value in ("cuda", "cpp"):
+        return []
+    source = solution.get_entry_source()
+    assert source is not None
+    symbol = solution.get_entry_symbol()
+    try:
+        tree = ast.parse(source.content, filename=source.path)
+    except SyntaxError as exc:
+        raise InvalidArgumentError(f"{source.path}:{exc.lineno}:{exc.offset}: syntax error: {exc.msg}.") from exc
+    func = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == symbol), None)
+    if func is None:
+        defined = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+        assigned = any(isinstance(n, ast.Assign) and any(getattr(t, "id", None) == symbol for t in n.targets) for n in tree.body)
+        if assigned:
+            return [f"{symbol} is assigned, not defined with def; its signature is checked when it first runs."]
+        raise InvalidArgumentError(f"{source.path} defines no top-level function {symbol!r} (it defines {defined or 'none'}).")
+    if func.args.vararg is not None:
+        return []
+    params = [a.arg for a in func.args.posonlyargs + func.args.args]
+    expected = list(definition.inputs) + (list(definition.outputs) if solution.spec.destination_passing_style else [])
+    if len(params) != len(expected):
+        style = "destination-passing (inputs, then outputs)" if solution.spec.destination_passing_style else "value-returning (inputs only)"
+        raise InvalidArgumentError(
+            f"{symbol}({', '.join(params)}) takes {len(params)} parameters; {definition.name} in {style} style calls it with "
+            f"{len(expected)}: {symbol}({', '.join(expected)})."
+        )
+    if params != expected:
+        return [f"Parameter names {params} differ from the definition's {expected}; arguments are passed by position in that order."]
+    return []
+
+
+def to_starter_kit(solution: Solution, folder: Path, *, overwrite: bool = False) -> list[str]:
+    """Write a Solution as a starter-kit folder: config.toml plus solution/<language>/ sources."""
+    source_dir = folder / "solution" / solution.spec.language.value
+    targets = [folder / "config.toml"] + [source_dir / _check_relative_path(s.path) for s in solution.sources]
+    clashes = [str(t) for t in targets if t.exists()]
+    if clashes and not overwrite:
+        raise InvalidArgumentError(f"{len(clashes)} file(s) already exist, e.g. {clashes[0]}; pass overwrite=true to replace them.")
+    lines = [
+        "[solution]",
+        f"name = {json.dumps(solution.name)}",
+        f"definition = {json.dumps(solution.definition)}",
+        f"author = {json.dumps(solution.author)}",
+    ]
+    if solution.description:
+        lines.append(f"description = {json.dumps(solution.description)}")
+    spec = solution.spec
+    lines += ["", "[build]", f"language = {json.dumps(spec.language.value)}", f"entry_point = {json.dumps(spec.entry_point)}"]
+    lines.append(f"destination_passing_style = {'true' if spec.destination_passing_style else 'false'}")
+    if spec.binding is not None:
+        lines.append(f"binding = {json.dumps(spec.binding.value)}")
+    if spec.dependencies:
+        lines.append(f"dependencies = {json.dumps(list(spec.dependencies))}")
+    source_dir.mkdir(parents=True, exist_ok=True)
+    (folder / "config.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    written = [str(folder / "config.toml")]
+    for source in solution.sources:
+        target = source_dir / _check_relative_path(source.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source.content, encoding="utf-8")
+        written.append(str(target))
+    return written
+
+
+def packed_json(solution: Solution) -> str:
+    """The solution.json a contest submission or flashinfer-bench dataset expects."""
+    return solution.model_dump_json(indent=2, exclude_none=True)
