@@ -10,22 +10,28 @@ import logging
 import os
 import threading
 from functools import cached_property
+from pathlib import Path
 
 from flashinfer_bench.data import Definition, Solution
 
 import resources
+from tools.bench.evaluate import Evaluator, Plan
+from tools.bench.models import BenchmarkConfig
 from tools.build.cache import BuildCache
 from tools.build.compile import Compiler
 from tools.build.result import CompileResult
 from tools.build.targets import Target, default_target, parse_target
 from tools.capabilities import Capabilities, CapabilityCache
 from tools.dataset import Dataset
+from tools.errors import InvalidArgumentError, UnavailableError, not_found
 from tools.gpus import GpuPool
-from tools.jobs import JobRunner, await_future
+from tools.jobs import JobContext, JobRunner, await_future
+from tools.ledger import Ledger
 from tools.phases import PhasePrompt, load_phase_prompts
 from tools.settings import Settings
-from tools.solution import SolutionInput, resolve_solution
+from tools.solution import SolutionInput, check_signature, resolve_solution
 from tools.store import Store
+from tools.traces import write_traces
 from wiki_index import WikiIndex, default_roots
 
 log = logging.getLogger(__name__)
@@ -124,3 +130,83 @@ class KdaApp:
         # Compiles run in the job loop: a first-call (JIT) compile takes a GPU lease from the same
         # pool as benchmarks and profiles, and cancelling this call kills the build.
         return await await_future(self.jobs.run_inline(work))
+
+    # ---- benchmarking
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.store)
+
+    @cached_property
+    def evaluator(self) -> Evaluator:
+        return Evaluator(self.compiler, self.gpus, self.settings.state_dir / "runs")
+
+    @property
+    def traces_root(self) -> Path:
+        return self.settings.state_dir / "traceset"
+
+    def _baseline(self, definition: Definition, choice: str | None) -> Solution | None:
+        """'dataset' (default): the dataset's baseline; 'none'; a dataset solution name; an attempt id."""
+        if choice in (None, "", "dataset"):
+            return self.dataset().baseline(definition.name)
+        if choice == "none":
+            return None
+        named = [s for s in self.dataset().solutions(definition.name) if s.name == choice]
+        if named:
+            return named[0]
+        if choice.startswith("a") and choice[1:].isdigit():
+            return self.ledger.solution(choice)
+        candidates = [s.name for s in self.dataset().solutions(definition.name)]
+        raise not_found("baseline", choice, candidates + ["dataset", "none"])
+
+    def plan_benchmark(
+        self,
+        given: SolutionInput,
+        *,
+        workloads: str | list[str] = "dev",
+        baseline: str | None = None,
+        config: BenchmarkConfig | None = None,
+        arch: str | None = None,
+    ) -> Plan:
+        solution, definition = self.resolve(given)
+        check_signature(solution, definition)
+        dataset = self.dataset()
+        extras = dataset.extras(definition.name)
+        chosen = dataset.select_workloads(definition.name, workloads)
+        if not chosen:
+            raise InvalidArgumentError(f"{definition.name} has no workloads to run.")
+        return Plan(
+            solution=solution,
+            definition=definition,
+            workloads=chosen,
+            tolerance=dataset.tolerance(definition.name),
+            baseline=self._baseline(definition, baseline),
+            config=config or BenchmarkConfig(),
+            dataset_root=self.settings.dataset_path,
+            target=self.target(arch),
+            mutable_inputs=list(extras.get("mutable_inputs", [])),
+            floor_check=bool(extras.get("floor_check", True)),
+        )
+
+    def submit_benchmark(self, plan: Plan, *, parent_attempt: str | None = None) -> str:
+        self.ledger.check_parent(parent_attempt)
+        if not self.gpus.gpus:
+            raise UnavailableError(
+                "run_benchmark needs an NVIDIA GPU and this server sees none.",
+                hint="Run kda-mcp on a GPU machine (capabilities shows what this one has); compile_solution works here.",
+            )
+
+        async def work(job: JobContext) -> dict:
+            result = await self.evaluator.run(plan, progress=job.progress, on_gpu=job.on_gpu, run_id=job.job_id)
+            result.attempt_id = self.ledger.new_id()
+            self.ledger.record(
+                result.attempt_id, solution=plan.solution, parent=parent_attempt, job_id=job.job_id, result=result.model_dump(mode="json", exclude_none=True)
+            )
+            try:
+                write_traces(self.traces_root, plan.definition, plan.solution, plan.workloads, result)
+            except OSError as exc:
+                log.warning("could not write traces: %s", exc)
+            return result.model_dump(mode="json", exclude_none=True)
+
+        params = {"solution": plan.solution.name, "definition": plan.definition.name, "workloads": [w.uuid for w in plan.workloads]}
+        return self.jobs.submit("run_benchmark", params, work)

@@ -252,6 +252,8 @@ class Dataset:
     def select_workloads(self, name: str, selection: str | list[str]) -> list[Workload]:
         """'dev' (the default set), 'all', or a list of workload uuids (unique prefixes accepted)."""
         workloads = self._entry(name).workloads
+        if isinstance(selection, list) and len(selection) == 1 and selection[0] in ("dev", "all"):
+            selection = selection[0]  # ["all"] means what it says
         if selection == "dev":
             return self.dev_set(name)
         if selection == "all":

@@ -1,0 +1,133 @@
+"""Tools that measure solutions and manage the jobs doing it."""
+
+from typing import Annotated, Any, Literal
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import CallToolResult
+from pydantic import BaseModel, Field
+
+from server.adapters import annotations, compact, domain_errors, read_only
+from server.build import SOLUTION_HELP
+from tools.app import KdaApp
+from tools.bench.models import BenchmarkConfig, BenchmarkResult
+from tools.jobs import FINISHED, JobView
+from tools.solution import SolutionInput
+
+POLL_S = 2.0
+
+
+class JobResponse(BaseModel):
+    job_id: str
+    status: str
+    progress: dict[str, Any] | None = None
+    result: BenchmarkResult | dict[str, Any] | None = None
+    error: str | None = None
+    hint: str | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    gpus: dict[int, str] = Field(description="GPU index -> the job holding it ('' when free).")
+
+
+def response(view: JobView) -> JobResponse:
+    hint = None
+    if view.status not in FINISHED:
+        hint = f"Still {view.status}; call get_job(job_id='{view.job_id}', wait_seconds=50) for the result."
+    elif view.status == "interrupted":
+        hint = "Submit it again."
+    return JobResponse(job_id=view.job_id, status=view.status, progress=view.progress, result=view.result, error=view.error, hint=hint)
+
+
+async def wait_with_progress(app: KdaApp, job_id: str, wait_seconds: float, ctx: Context | None) -> JobView:
+    """Wait for the job, forwarding its progress to the client as notifications."""
+    deadline = anyio.current_time() + wait_seconds
+    last = None
+    while True:
+        remaining = deadline - anyio.current_time()
+        view = await app.jobs.wait(job_id, min(POLL_S, max(remaining, 0)))
+        if view.status in FINISHED or remaining <= 0:
+            return view
+        progress = view.progress
+        if ctx is not None and progress and progress != last:
+            last = progress
+            try:
+                await ctx.report_progress(progress.get("done", 0), progress.get("total"), progress.get("message"))
+            except Exception:  # no progress token: keep waiting quietly
+                pass
+
+
+def register(mcp: MCPServer, app: KdaApp) -> None:
+    @mcp.tool(
+        name="run_benchmark",
+        annotations=annotations("Benchmark a solution", read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False),
+        description=(
+            "Check correctness and time a solution on real workloads, on a GPU leased exclusively. Correctness: "
+            "fresh random inputs per trial, |out-ref| <= atol + rtol*|ref| with the definition's tolerance, exact "
+            "shape/dtype, inputs must stay unchanged. Timing: CUPTI GPU time over all streams, cold L2, rotating input "
+            "sets refilled with fresh data before each call (outputs of timed calls are re-checked); median with "
+            "p10/p90. Reports per-workload status, errors, latency, reference and baseline latency, speedups, "
+            "host-inclusive call latency, and aggregates; records an attempt in the ledger (pass parent_attempt to "
+            "keep lineage). workloads: 'dev' (default, spans the shapes), 'all', or uuids. Waits up to wait_seconds, "
+            "then returns a job_id for get_job. " + SOLUTION_HELP
+        ),
+    )
+    @domain_errors
+    async def run_benchmark(
+        solution: Annotated[SolutionInput, Field(description=SOLUTION_HELP)],
+        workloads: Annotated[
+            Literal["dev", "all"] | list[str], Field(description="'dev', 'all', or a list of workload uuids (unique prefixes work).")
+        ] = "dev",
+        parent_attempt: Annotated[str | None, Field(max_length=20, description="The attempt this one improves on, e.g. 'a3'.")] = None,
+        baseline: Annotated[
+            str | None, Field(max_length=200, description="'dataset' (default: solutions/baseline/...), 'none', a dataset solution name, or an attempt id.")
+        ] = None,
+        config: Annotated[BenchmarkConfig | None, Field(description="Measurement settings; the defaults are the recommended method.")] = None,
+        arch: Annotated[str | None, Field(max_length=20, description="Build target for CUDA code, default from the GPU.")] = None,
+        wait_seconds: Annotated[float, Field(ge=0, le=600, description="How long to wait before returning a job_id instead.")] = 50,
+        ctx: Context | None = None,
+    ) -> Annotated[CallToolResult, JobResponse]:
+        plan = app.plan_benchmark(solution, workloads=workloads, baseline=baseline, config=config, arch=arch)
+        job_id = app.submit_benchmark(plan, parent_attempt=parent_attempt)
+        return compact(response(await wait_with_progress(app, job_id, wait_seconds, ctx)))
+
+    @mcp.tool(
+        name="get_job",
+        annotations=read_only("Get a job"),
+        description=(
+            "Status, progress and (when finished) the result of a job started by run_benchmark, profile_solution, "
+            "sanitize_solution or compare_solutions. wait_seconds > 0 waits for it to finish, up to that long."
+        ),
+    )
+    @domain_errors
+    async def get_job(
+        job_id: Annotated[str, Field(min_length=1, max_length=40, description="e.g. 'j12'.")],
+        wait_seconds: Annotated[float, Field(ge=0, le=600, description="Wait up to this long for completion.")] = 0,
+        ctx: Context | None = None,
+    ) -> Annotated[CallToolResult, JobResponse]:
+        return compact(response(await wait_with_progress(app, job_id, wait_seconds, ctx)))
+
+    @mcp.tool(
+        name="list_jobs",
+        annotations=read_only("List jobs"),
+        description="Recent jobs, newest first, with status and progress; and which job holds each GPU. Results are left out (get_job has them).",
+    )
+    @domain_errors
+    def list_jobs(
+        status: Annotated[
+            Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"] | None, Field(description="Only jobs in this state.")
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=100)] = 20,
+    ) -> Annotated[CallToolResult, JobList]:
+        jobs = [j.model_copy(update={"result": None}) for j in app.jobs.list(status=status, limit=limit)]
+        return compact(JobList(jobs=jobs, gpus=app.gpus.status()))
+
+    @mcp.tool(
+        name="cancel_job",
+        annotations=annotations("Cancel a job", read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False),
+        description="Cancel a queued or running job; its processes are killed and its GPU lease released. A finished job is returned as it is.",
+    )
+    @domain_errors
+    def cancel_job(job_id: Annotated[str, Field(min_length=1, max_length=40)]) -> Annotated[CallToolResult, JobResponse]:
+        return compact(response(app.jobs.cancel(job_id)))

@@ -1,0 +1,505 @@
+"""The orchestrator of one benchmark: build, run the candidate and the baseline in solution
+children on a leased GPU, let the judge decide, and assemble the result.
+
+Runs in the job loop. A child that crashes, hangs or exhausts memory costs its workload a
+status (RUNTIME_ERROR / TIMEOUT) and is replaced for the rest; nothing waits forever.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flashinfer_bench.data import Definition, Solution, Workload
+
+from tools.bench.models import (
+    Aggregate,
+    BenchmarkConfig,
+    BenchmarkResult,
+    Finding,
+    Provenance,
+    Speedups,
+    TimingStats,
+    WorkloadResult,
+)
+from tools.bench.session import child_session, default_memory_limit, new_nonce
+from tools.bench.stats import geomean, summarize
+from tools.build.compile import PROJECT_ROOT, Compiler
+from tools.build.targets import Target
+from tools.gpus import GpuPool, Lease
+from tools.ledger import solution_hash
+from tools.models import Tolerance
+from tools.procs import run_process, scrubbed_env
+
+LOAD_TIMEOUT_S = 180  # import + first CUDA use of a fresh child
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class Plan:
+    solution: Solution
+    definition: Definition
+    workloads: list[Workload]
+    tolerance: Tolerance
+    baseline: Solution | None
+    config: BenchmarkConfig
+    dataset_root: Path
+    target: Target
+    mutable_inputs: list[str] = field(default_factory=list)
+    floor_check: bool = True
+
+
+@dataclass
+class Built:
+    """A solution ready for a child: its sources on disk and, for CUDA/C++, the library."""
+
+    source_dir: Path | None = None
+    library: str | None = None
+    error: str | None = None
+    compile_report: dict[str, Any] | None = None
+
+
+@dataclass
+class ChildCommands:
+    """How children start; tests substitute fakes to exercise crash handling without a GPU."""
+
+    solution: list[str] = field(default_factory=lambda: [sys.executable, "-m", "tools.bench.solution_child"])
+    judge: list[str] = field(default_factory=lambda: [sys.executable, "-m", "tools.bench.judge_child"])
+
+
+class Evaluator:
+    def __init__(self, compiler: Compiler, gpus: GpuPool, runs_dir: Path, commands: ChildCommands | None = None) -> None:
+        self.compiler = compiler
+        self.gpus = gpus
+        self.runs_dir = runs_dir
+        self.commands = commands or ChildCommands()
+
+    # ---- building
+
+    async def build(self, solution: Solution, plan: Plan, run_dir: Path, tag: str) -> Built:
+        if solution.spec.language.value in ("cuda", "cpp"):
+            report = await self.compiler.compile(
+                solution, plan.definition, target=plan.target, extra_flags=[], timeout_s=600, first_call_workload=None, dataset_root=plan.dataset_root
+            )
+            if report.status != "ok":
+                return Built(error=report.message, compile_report=report.model_dump(exclude_none=True))
+            artifacts = self.compiler.cache.artifacts(report.build_key)
+            if not artifacts.get("library", "").endswith(".so"):
+                return Built(error="built for analysis only (this torch has no CUDA); cannot run it", compile_report=report.model_dump(exclude_none=True))
+            return Built(source_dir=Path(artifacts["source_dir"]), library=artifacts["library"])
+        source_dir = run_dir / f"{tag}_src"
+        for source in solution.sources:
+            path = source_dir / source.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(source.content, encoding="utf-8")
+        return Built(source_dir=source_dir)
+
+    # ---- the whole benchmark
+
+    async def run(self, plan: Plan, *, progress: Progress, on_gpu: Callable[[int], None], run_id: str) -> BenchmarkResult:
+        run_dir = self.runs_dir / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        seeds = {w.uuid: [secrets.randbits(31) for _ in range(plan.config.correctness_trials)] for w in plan.workloads}
+        timing_seeds = {w.uuid: secrets.randbits(31) for w in plan.workloads}
+        total = len(plan.workloads) * (2 if plan.baseline else 1) + 1
+        progress(0, total, "building")
+        try:
+            candidate = await self.build(plan.solution, plan, run_dir, "candidate")
+            if candidate.error:
+                return self._compile_error(plan, candidate)
+            baseline = await self.build(plan.baseline, plan, run_dir, "baseline") if plan.baseline else None
+
+            async with self.gpus.lease(f"run_benchmark {plan.solution.name}") as lease:
+                on_gpu(lease.gpu)
+                clocks = _clocks(lease.gpu)
+                done = 0
+
+                def step(message: str) -> None:
+                    nonlocal done
+                    done += 1
+                    progress(done, total, message)
+
+                records = await self._run_solution(plan, plan.solution, candidate, run_dir / "candidate", seeds, timing_seeds, lease, step)
+                base_records: dict[int, dict[str, Any]] = {}
+                if baseline and not baseline.error and plan.baseline:
+                    base_records = await self._run_solution(plan, plan.baseline, baseline, run_dir / "baseline", seeds, timing_seeds, lease, step)
+                verdicts = await self._judge(plan, run_dir, seeds, records, base_records, lease)
+                progress(total, total, "judged")
+            return self._assemble(plan, records, base_records, verdicts, seeds, timing_seeds, clocks, lease.gpu)
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)  # outputs are large; results live in the ledger
+
+    # ---- children
+
+    def _job_file(self, plan: Plan, solution: Solution, built: Built, out_dir: Path, nonce: str) -> Path:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        job = {
+            "nonce": nonce,
+            "solution": solution.model_dump_json(),
+            "definition": plan.definition.model_dump_json(),
+            "workloads": [w.model_dump_json() for w in plan.workloads],
+            "source_dir": str(built.source_dir),
+            "library": built.library,
+            "dataset_root": str(plan.dataset_root),
+            "out_dir": str(out_dir),
+            "config": plan.config.model_dump(),
+        }
+        path = out_dir / "job.json"
+        path.write_text(json.dumps(job))
+        return path
+
+    def _child_env(self, lease: Lease) -> dict[str, str]:
+        env = lease.child_env(scrubbed_env())
+        env["PYTHONPATH"] = ":".join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    async def _run_solution(
+        self,
+        plan: Plan,
+        solution: Solution,
+        built: Built,
+        out_dir: Path,
+        seeds: dict[str, list[int]],
+        timing_seeds: dict[str, int],
+        lease: Lease,
+        step: Callable[[str], None],
+    ) -> dict[int, dict[str, Any]]:
+        """Per workload index: {"status": ..., "trials": {...}, "timing": {...}, "log": ...}."""
+        records: dict[int, dict[str, Any]] = {}
+        pending = list(range(len(plan.workloads)))
+        timeout = plan.config.workload_timeout_s
+        memory = int(plan.config.memory_limit_gb * 2**30) if plan.config.memory_limit_gb else default_memory_limit()
+        while pending:
+            nonce = new_nonce()
+            job = self._job_file(plan, solution, built, out_dir, nonce)
+            async with child_session([*self.commands.solution, str(job)], env=self._child_env(lease), cwd=out_dir, nonce=nonce, memory_limit=memory) as child:
+                hello = await child.receive(LOAD_TIMEOUT_S)
+                if not hello.ok or hello.message.get("event") != "ready":
+                    status = "COMPILE_ERROR" if hello.ok else ("TIMEOUT" if hello.failure == "timeout" else "RUNTIME_ERROR")
+                    why = hello.message.get("error") if hello.ok else f"the solution process {child.exit_description} while loading"
+                    log = (hello.message.get("traceback") or "") + "\n" + child.tail()
+                    for index in pending:
+                        records[index] = {"status": status, "error": f"could not load the solution: {why}", "log": log.strip()}
+                        step(f"{solution.name}: load failed")
+                    return records
+                while pending:
+                    index = pending.pop(0)
+                    workload = plan.workloads[index]
+                    record: dict[str, Any] = {}
+                    records[index] = record
+                    trials = await child.request({"cmd": "trials", "index": index, "seeds": seeds[workload.uuid]}, timeout)
+                    if not self._take(record, trials, child, "correctness trials", timeout):
+                        step(f"{solution.name}: workload {index + 1} {record['status']}")
+                        break
+                    record["trials"] = trials.message
+                    timed = await child.request({"cmd": "time", "index": index, "seed": timing_seeds[workload.uuid]}, timeout)
+                    if not self._take(record, timed, child, "timing", timeout):
+                        step(f"{solution.name}: workload {index + 1} {record['status']}")
+                        break
+                    record["timing"] = timed.message
+                    # Wall time of the whole timed batch, measured here, outside the solution's process.
+                    record["timing"]["outside_wall_s"] = timed.wall_s
+                    record["status"] = "ok"
+                    step(f"{solution.name}: workload {index + 1}/{len(plan.workloads)} timed")
+                else:
+                    await child.request({"cmd": "exit"}, 10)
+        return records
+
+    @staticmethod
+    def _take(record: dict[str, Any], reply: Any, child: Any, what: str, timeout: float) -> bool:
+        """Fill `record` from a reply; False (and a failure status) unless the step succeeded."""
+        if reply.ok and reply.message.get("status") == "ok":
+            return True
+        if reply.ok:  # the child reported a failure and left (or will)
+            record["status"] = reply.message.get("status", "RUNTIME_ERROR")
+            record["error"] = reply.message.get("error", "unknown error")
+            record["finding"] = reply.message.get("finding")
+            record["log"] = ((reply.message.get("traceback") or "") + "\n" + child.tail()).strip()
+        elif reply.failure == "timeout":
+            record["status"] = "TIMEOUT"
+            record["error"] = f"{what} ran past {timeout:.0f} s; the process was killed"
+            record["log"] = child.tail()
+        else:
+            record["status"] = "RUNTIME_ERROR"
+            record["error"] = f"during {what} the solution process {child.exit_description}"
+            record["log"] = child.tail()
+        return False
+
+    async def _judge(
+        self,
+        plan: Plan,
+        run_dir: Path,
+        seeds: dict[str, list[int]],
+        records: dict[int, dict[str, Any]],
+        base_records: dict[int, dict[str, Any]],
+        lease: Lease,
+    ) -> dict[str, Any]:
+        tasks = []
+        for role, recs in (("candidate", records), ("baseline", base_records)):
+            for index, record in recs.items():
+                if record.get("status") != "ok":
+                    continue
+                workload = plan.workloads[index]
+                tasks.append(
+                    {
+                        "key": f"{role}:{index}",
+                        "workload": workload.model_dump_json(),
+                        "folder": str(run_dir / role / str(index)),
+                        "trial_seeds": seeds[workload.uuid],
+                        "checked": record["timing"].get("checked", []),
+                        "time_reference": role == "candidate",
+                    }
+                )
+        job = {
+            "definition": plan.definition.model_dump_json(),
+            "tolerance": plan.tolerance.model_dump(),
+            "mutable_inputs": plan.mutable_inputs,
+            "dataset_root": str(plan.dataset_root),
+            "tasks": tasks,
+            "result_path": str(run_dir / "judge.json"),
+        }
+        (run_dir / "judge_job.json").write_text(json.dumps(job))
+        timeout = 120 + 60 * len(tasks)
+        outcome = await run_process([*self.commands.judge, str(run_dir / "judge_job.json")], timeout=timeout, env=self._child_env(lease), cwd=run_dir)
+        try:
+            verdicts = json.loads((run_dir / "judge.json").read_text())
+        except (OSError, ValueError):
+            verdicts = {"workloads": {}}
+        if outcome.timed_out or outcome.returncode != 0 or "error" in verdicts:
+            verdicts.setdefault("error", f"the judge failed: {'timed out' if outcome.timed_out else verdicts.get('error') or outcome.output[-2000:]}")
+        verdicts["log"] = outcome.output[-4000:]
+        return verdicts
+
+    # ---- assembling
+
+    def _compile_error(self, plan: Plan, built: Built) -> BenchmarkResult:
+        rows = [WorkloadResult(workload=w.uuid, axes=dict(w.axes), status="COMPILE_ERROR", log=built.error) for w in plan.workloads]
+        return BenchmarkResult(
+            solution=plan.solution.name,
+            solution_hash=solution_hash(plan.solution),
+            definition=plan.definition.name,
+            status="compile_error",
+            message=f"The solution did not build: {built.error} Call compile_solution for the diagnostics.",
+            aggregate=Aggregate(passed=0, total=len(rows)),
+            workloads=rows,
+            compile=built.compile_report,
+        )
+
+    def _assemble(
+        self,
+        plan: Plan,
+        records: dict[int, dict[str, Any]],
+        base_records: dict[int, dict[str, Any]],
+        verdicts: dict[str, Any],
+        seeds: dict[str, list[int]],
+        timing_seeds: dict[str, int],
+        clocks: dict[str, int] | None,
+        gpu: int,
+    ) -> BenchmarkResult:
+        bandwidth = verdicts.get("bandwidth_bytes_per_s")
+        judged = verdicts.get("workloads", {})
+        rows: list[WorkloadResult] = []
+        methods = set()
+        for index, workload in enumerate(plan.workloads):
+            record = records.get(index, {"status": "RUNTIME_ERROR", "error": "not run"})
+            row = WorkloadResult(workload=workload.uuid, axes=dict(workload.axes), status="RUNTIME_ERROR")
+            findings: list[Finding] = []
+            if record.get("status") != "ok":
+                row.status = record["status"]
+                row.log = "\n".join(x for x in (record.get("error"), record.get("log")) if x)[-3000:]
+                if record.get("finding"):
+                    findings.append(Finding(check=record["finding"], detail=record.get("error", "")))
+                row.findings = findings or None
+                rows.append(row)
+                continue
+            verdict = judged.get(f"candidate:{index}")
+            if verdict is None:
+                row.log = verdicts.get("error", "the judge gave no verdict for this workload")
+                rows.append(row)
+                continue
+            row.status = verdict["status"]
+            row.max_abs_error = verdict.get("max_abs_error")
+            row.max_rel_error = verdict.get("max_rel_error")
+            row.matched_ratio = verdict.get("matched_ratio") if plan.tolerance.required_matched_ratio else None
+            findings += [Finding(**f) for f in verdict.get("findings", [])]
+            if verdict.get("message"):
+                row.log = verdict["message"]
+            timing = record["timing"]
+            methods.add(timing["method"])
+            stats = summarize(timing["gpu_us"])
+            row.latency = TimingStats(
+                median_us=round(stats["median"], 3), p10_us=round(stats["p10"], 3), p90_us=round(stats["p90"], 3), min_us=round(stats["min"], 3), count=int(stats["count"])
+            )
+            row.host_call_us = round(summarize(timing["host_call_us"])["median"], 2)
+            row.wall_us = round(summarize(timing["wall_us"])["median"], 2)
+            findings += self._timing_findings(timing)
+            reference = verdict.get("reference")
+            if reference and reference.get("gpu_us"):
+                row.reference_us = round(summarize(reference["gpu_us"])["median"], 3)
+            base = base_records.get(index)
+            base_verdict = judged.get(f"baseline:{index}")
+            if base and base.get("status") == "ok" and base_verdict and base_verdict.get("status") == "PASSED":
+                row.baseline_us = round(summarize(base["timing"]["gpu_us"])["median"], 3)
+            if bandwidth and verdict.get("bytes_moved"):
+                row.floor_us = round(verdict["bytes_moved"] / bandwidth * 1e6, 3)
+                if plan.floor_check and row.latency.median_us < plan.config.floor_factor * row.floor_us:
+                    findings.append(
+                        Finding(
+                            check="below_physical_floor",
+                            detail=f"median {row.latency.median_us:.2f} us is under {plan.config.floor_factor:g} x the floor {row.floor_us:.2f} us "
+                            f"({verdict['bytes_moved']} bytes at {bandwidth / 1e12:.2f} TB/s measured copy bandwidth)",
+                        )
+                    )
+            row.findings = findings or None
+            row.suspect = bool(findings) or None
+            if row.status == "PASSED" and not row.suspect and row.latency.median_us > 0:
+                row.speedup = Speedups(
+                    vs_reference=round(row.reference_us / row.latency.median_us, 4) if row.reference_us else None,
+                    vs_baseline=round(row.baseline_us / row.latency.median_us, 4) if row.baseline_us else None,
+                )
+            rows.append(row)
+        return BenchmarkResult(
+            solution=plan.solution.name,
+            solution_hash=solution_hash(plan.solution),
+            definition=plan.definition.name,
+            baseline=plan.baseline.name if plan.baseline else None,
+            baseline_hash=solution_hash(plan.baseline) if plan.baseline else None,
+            status="failed" if verdicts.get("error") and not judged else "complete",
+            message=_message(rows, verdicts),
+            aggregate=_aggregate(rows),
+            workloads=rows,
+            provenance=Provenance(
+                gpu=(verdicts.get("device") or {}).get("name"),
+                gpu_index=gpu,
+                driver=_driver(),
+                cuda=_cuda_version(),
+                torch=_version("torch"),
+                triton=_version("triton"),
+                clocks_mhz=clocks,
+                method="; ".join(sorted(methods)) + _method_tail(records) if methods else "none (nothing was timed)",
+                copy_bandwidth_tb_s=round(bandwidth / 1e12, 3) if bandwidth else None,
+                seeds={"correctness": seeds, "timing": timing_seeds},
+                config=plan.config.model_dump(),
+                kda_mcp=_version("kda-mcp"),
+            ),
+        )
+
+    @staticmethod
+    def _timing_findings(timing: dict[str, Any]) -> list[Finding]:
+        findings = []
+        if timing.get("new_threads"):
+            findings.append(Finding(check="background_threads", detail=f"threads started during timing: {timing['new_threads'][:5]}"))
+        if timing.get("stray_gpu_work"):
+            names = sorted({s["name"] for s in timing["stray_gpu_work"]})[:3]
+            findings.append(Finding(check="work_outside_timed_span", detail=f"{len(timing['stray_gpu_work'])} GPU activities ran outside every timed call, e.g. {names}"))
+        gpu_total_s = sum(timing["gpu_us"]) / 1e6
+        outside = timing.get("outside_wall_s")
+        if outside is not None and gpu_total_s > outside * 1.05 + 0.01:
+            findings.append(
+                Finding(check="timing_inconsistent", detail=f"reported GPU time {gpu_total_s:.3f} s exceeds the {outside:.3f} s the batch took, measured outside the worker")
+            )
+        return findings
+
+
+def _aggregate(rows: list[WorkloadResult]) -> Aggregate:
+    passed = [r for r in rows if r.status == "PASSED"]
+    vs_ref = [r.speedup.vs_reference for r in passed if r.speedup and r.speedup.vs_reference]
+    vs_base = [r.speedup.vs_baseline for r in passed if r.speedup and r.speedup.vs_baseline]
+    worst = None
+    failing = [r for r in rows if r.status != "PASSED"]
+    if failing:
+        worst = failing[0].workload
+    else:
+        keyed = [(r.speedup.vs_baseline or r.speedup.vs_reference, r.workload) for r in passed if r.speedup and (r.speedup.vs_baseline or r.speedup.vs_reference)]
+        worst = min(keyed)[1] if keyed else None
+    return Aggregate(
+        passed=len(passed),
+        total=len(rows),
+        geomean_speedup_vs_reference=_round(geomean(vs_ref)),
+        geomean_speedup_vs_baseline=_round(geomean(vs_base)),
+        mean_speedup_vs_reference=_round(sum(vs_ref) / len(vs_ref)) if vs_ref else None,
+        mean_speedup_vs_baseline=_round(sum(vs_base) / len(vs_base)) if vs_base else None,
+        worst_workload=worst,
+    )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _message(rows: list[WorkloadResult], verdicts: dict[str, Any]) -> str:
+    passed = sum(r.status == "PASSED" for r in rows)
+    suspect = sum(bool(r.suspect) for r in rows)
+    parts = [f"{passed}/{len(rows)} workloads passed"]
+    failures: dict[str, int] = {}
+    for r in rows:
+        if r.status != "PASSED":
+            failures[r.status] = failures.get(r.status, 0) + 1
+    if failures:
+        parts.append("failures: " + ", ".join(f"{n} {s}" for s, n in failures.items()))
+    if suspect:
+        parts.append(f"{suspect} result(s) flagged by integrity checks; their speedups are withheld (see findings)")
+    if verdicts.get("error"):
+        parts.append(verdicts["error"])
+    return "; ".join(parts) + "."
+
+
+def _method_tail(records: dict[int, dict[str, Any]]) -> str:
+    sample = next((r["timing"] for r in records.values() if r.get("status") == "ok"), None)
+    if not sample:
+        return ""
+    return (
+        f"; cold L2 (flush {sample['flush_bytes'] // 2**20} MiB + persisting-L2 reset before each call); "
+        f"{sample['rotation_sets']} rotating input sets"
+        + (", refilled with fresh random data before each timed call" if sample.get("regenerated_inputs") else "")
+        + f"; median of {sample['iterations']} calls after {sample['warmup']} warm-up"
+    )
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cuda_version() -> str | None:
+    from tools.capabilities import _cuda_runtime_version
+
+    return _cuda_runtime_version()
+
+
+def _driver() -> str | None:
+    out = _smi(["--query-gpu=driver_version", "--format=csv,noheader"])
+    return out.splitlines()[0].strip() if out else None
+
+
+def _clocks(gpu: int) -> dict[str, int] | None:
+    out = _smi([f"--id={gpu}", "--query-gpu=clocks.sm,clocks.mem,clocks.max.sm", "--format=csv,noheader,nounits"])
+    if not out:
+        return None
+    try:
+        sm, mem, max_sm = (int(float(x)) for x in out.strip().split(","))
+    except ValueError:
+        return None
+    return {"sm": sm, "memory": mem, "max_sm": max_sm}
+
+
+def _smi(args: list[str]) -> str | None:
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    try:
+        done = subprocess.run([smi, *args], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None

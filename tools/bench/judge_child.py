@@ -1,0 +1,188 @@
+"""The judge: trusted code only. Recomputes every input from its seed, runs the definition's
+reference, and compares with what the solution child wrote. Also times the reference and
+measures the copy bandwidth behind the physical floor.
+
+Run as `python -m tools.bench.judge_child JOB.json`; verdicts go to the file job["result_path"].
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+from flashinfer_bench.data import Definition, Workload
+from safetensors.torch import load_file
+
+from tools.bench.compare import Verdict, bytes_moved, compare_outputs, unchanged
+from tools.bench.timing import CuptiTimer, L2Flusher, cupti_available, time_calls
+from tools.harness.inputs import make_inputs
+
+DEVICE = "cuda:0"
+
+
+def reference_function(definition: Definition) -> Any:
+    namespace: dict[str, Any] = {"__name__": "kda_reference"}
+    exec(compile(definition.reference, f"<reference of {definition.name}>", "exec"), namespace)
+    return namespace["run"]
+
+
+def as_list(result: Any, names: list[str]) -> list[torch.Tensor]:
+    if isinstance(result, dict):
+        return [result[n] for n in names]
+    if isinstance(result, (tuple, list)):
+        return list(result)
+    return [result]
+
+
+def copy_bandwidth() -> float:
+    """Best of several 1 GiB device-to-device copies, in bytes/s (read + write counted)."""
+    src = torch.empty(2**28, dtype=torch.float32, device=DEVICE)
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for _ in range(6):
+        torch.cuda.synchronize()
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        dst.copy_(src)
+        end.record()
+        torch.cuda.synchronize()
+        best = min(best, begin.elapsed_time(end) / 1e3)
+    del src, dst
+    torch.cuda.empty_cache()
+    return 2 * 2**30 / best
+
+
+class Judge:
+    def __init__(self, job: dict[str, Any]) -> None:
+        self.job = job
+        self.definition = Definition.model_validate_json(job["definition"])
+        self.reference = reference_function(self.definition)
+        self.output_names = list(self.definition.outputs)
+        self.tolerance = job["tolerance"]
+        self.mutable = set(job.get("mutable_inputs", []))
+        self.dataset_root = Path(job["dataset_root"])
+        self.timer = CuptiTimer() if cupti_available() else None
+        self.flusher = L2Flusher(torch.device(DEVICE))
+
+    def expected(self, workload: Workload, seed: int) -> tuple[list[Any], list[torch.Tensor]]:
+        inputs = make_inputs(self.definition, workload, seed=seed, device=DEVICE, dataset_root=self.dataset_root)
+        with torch.no_grad():
+            ref = as_list(self.reference(*inputs), self.output_names)
+        return inputs, ref
+
+    def check_file(self, path: Path, ref: list[torch.Tensor]) -> Verdict:
+        if not path.is_file():
+            return Verdict("RUNTIME_ERROR", message=f"the solution child wrote no {path.name}")
+        saved = load_file(str(path), device=DEVICE)
+        missing = [n for n in self.output_names if n not in saved]
+        if missing:
+            return Verdict("RUNTIME_ERROR", message=f"{path.name} lacks outputs {missing}")
+        tol = self.tolerance
+        return compare_outputs(
+            [saved[n] for n in self.output_names],
+            [r.to(DEVICE) if isinstance(r, torch.Tensor) else torch.tensor(r, device=DEVICE) for r in ref],
+            self.output_names,
+            atol=tol["atol"],
+            rtol=tol["rtol"],
+            required_matched_ratio=tol.get("required_matched_ratio"),
+        )
+
+    def judge(self, task: dict[str, Any]) -> dict[str, Any]:
+        workload = Workload.model_validate_json(task["workload"])
+        folder = Path(task["folder"])
+        verdicts: list[Verdict] = []
+        findings: list[dict[str, str]] = []
+        for trial, seed in enumerate(task["trial_seeds"]):
+            inputs, ref = self.expected(workload, seed)
+            verdicts.append(self.check_file(folder / f"trial{trial}.safetensors", ref))
+            if trial == 0 and (folder / "inputs_after.safetensors").is_file():
+                after = load_file(str(folder / "inputs_after.safetensors"), device=DEVICE)
+                for name, before in zip(self.definition.inputs, inputs):
+                    if name in self.mutable or not isinstance(before, torch.Tensor) or name not in after:
+                        continue
+                    if not unchanged(before, after[name]):
+                        findings.append({"check": "inputs_modified", "detail": f"input {name!r} changed during the call"})
+        worst = next((v for v in verdicts if v.status != "PASSED"), verdicts[0] if verdicts else Verdict("RUNTIME_ERROR", message="no trials"))
+        timed_verdict = None
+        for item in task.get("checked", []):
+            _, ref = self.expected(workload, item["seed"])
+            verdict = self.check_file(folder / item["file"], ref)
+            if verdict.status != "PASSED":
+                timed_verdict = verdict
+                findings.append({"check": "timed_outputs_wrong", "detail": f"outputs of a timed call are wrong: {verdict.message}"})
+                break
+        out = {
+            "status": worst.status,
+            "max_abs_error": max((v.max_abs_error or 0.0) for v in verdicts) if verdicts else None,
+            "max_rel_error": max((v.max_rel_error or 0.0) for v in verdicts) if verdicts else None,
+            "matched_ratio": min((v.matched_ratio if v.matched_ratio is not None else 1.0) for v in verdicts) if verdicts else None,
+            "message": worst.message,
+            "findings": findings,
+        }
+        if worst.status == "PASSED" and timed_verdict is not None:
+            out["status"] = "INCORRECT_NUMERICAL"
+            out["message"] = "correct on the first calls but wrong on timed calls: " + timed_verdict.message
+        if worst.status == "PASSED" and any(f["check"] == "inputs_modified" for f in findings):
+            out["status"] = "INCORRECT_NUMERICAL"
+            out["message"] = "; ".join(f["detail"] for f in findings if f["check"] == "inputs_modified")
+        if task.get("time_reference"):
+            out["reference"] = self.time_reference(workload, task["trial_seeds"][0])
+        out["bytes_moved"] = self.bytes_moved(workload)
+        return out
+
+    def bytes_moved(self, workload: Workload) -> int:
+        """Fewest bytes a kernel must move: every input read once, every output written once."""
+        return bytes_moved(self.definition, workload)
+
+    def time_reference(self, workload: Workload, seed: int) -> dict[str, Any]:
+        inputs = make_inputs(self.definition, workload, seed=seed, device=DEVICE, dataset_root=self.dataset_root)
+        budget = self.job.get("reference_budget_s", 2.0)
+
+        def call(_: int) -> None:
+            with torch.no_grad():
+                self.reference(*inputs)
+
+        start = time.perf_counter()
+        call(0)
+        torch.cuda.synchronize()
+        estimate = max(time.perf_counter() - start, 1e-6)
+        iterations = int(max(3, min(50, budget / estimate)))
+        run = time_calls(call, lambda i: None, iterations=iterations, flusher=self.flusher, timer=self.timer)
+        return {"method": run.method, "gpu_us": run.gpu_us, "wall_us": run.wall_us}
+
+
+def main(job_path: str) -> int:
+    job = json.loads(Path(job_path).read_text())
+    results: dict[str, Any] = {"workloads": {}}
+    result_path = Path(job["result_path"])
+    try:
+        judge = Judge(job)
+        results["bandwidth_bytes_per_s"] = copy_bandwidth()
+        props = torch.cuda.get_device_properties(0)
+        results["device"] = {"name": props.name, "sm_count": props.multi_processor_count}
+        for task in job["tasks"]:
+            try:
+                results["workloads"][task["key"]] = judge.judge(task)
+            except Exception as exc:
+                results["workloads"][task["key"]] = {
+                    "status": "RUNTIME_ERROR",
+                    "message": f"the reference or the check failed: {type(exc).__name__}: {exc}",
+                    "judge_error": True,
+                }
+                traceback.print_exc()
+            print(json.dumps({"judged": task["key"]}), flush=True)
+            result_path.write_text(json.dumps(results))
+    except Exception as exc:
+        results["error"] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    result_path.write_text(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
