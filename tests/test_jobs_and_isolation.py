@@ -218,6 +218,7 @@ def evaluate(tmp_path: Path, mode: str, *, timeout: float = 20, memory_gb: float
     commands = ChildCommands(
         solution=[sys.executable, "-m", "tests.fake_children", "solution", mode],
         judge=[sys.executable, "-m", "tests.fake_children", "judge"],
+        warm=False,
     )
     gpus = GpuPool([0])
     evaluator = Evaluator(Compiler(BuildCache(tmp_path / "builds"), gpus), gpus, tmp_path / "runs", commands)

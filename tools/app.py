@@ -139,7 +139,12 @@ class KdaApp:
 
     @cached_property
     def evaluator(self) -> Evaluator:
-        return Evaluator(self.compiler, self.gpus, self.settings.state_dir / "runs")
+        # Outputs pass between the solution child and the judge as files: keep them in memory.
+        shm = Path("/dev/shm")
+        runs = shm / f"kda-mcp-{os.getuid()}" if shm.is_dir() and os.access(shm, os.W_OK) else self.settings.state_dir / "runs"
+        evaluator = Evaluator(self.compiler, self.gpus, runs)
+        self.jobs.on_close(evaluator.pool.aclose)  # spare processes must not outlive the server
+        return evaluator
 
     @property
     def traces_root(self) -> Path:

@@ -72,6 +72,7 @@ class JobRunner:
         self._done: dict[str, threading.Event] = {}
         self._progress: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         self._mark_interrupted()
 
     def _mark_interrupted(self) -> None:
@@ -91,6 +92,10 @@ class JobRunner:
                 atexit.register(self.close)
             return self._portal
 
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Run `closer` in the job loop when the runner shuts down (e.g. to kill spare processes)."""
+        self._closers.append(closer)
+
     def close(self) -> None:
         """Cancel what runs (killing its children) and stop the loop."""
         with self._lock:
@@ -98,6 +103,11 @@ class JobRunner:
             self._portal = self._portal_cm = None
         if portal is None or cm is None:
             return
+        for closer in self._closers:
+            try:
+                portal.call(closer)
+            except Exception:
+                log.debug("closer failed", exc_info=True)
         try:
             portal.call(portal.stop, True)
         except Exception:  # already stopping

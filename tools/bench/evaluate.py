@@ -13,11 +13,13 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 from flashinfer_bench.data import Definition, Solution, Workload
 
 from tools.bench.models import (
@@ -30,14 +32,15 @@ from tools.bench.models import (
     TimingStats,
     WorkloadResult,
 )
-from tools.bench.session import child_session, default_memory_limit, new_nonce
+from tools.bench.pool import WarmPool
+from tools.bench.session import ChildSession, Reply, child_session, default_memory_limit, new_nonce
 from tools.bench.stats import geomean, summarize
 from tools.build.compile import PROJECT_ROOT, Compiler
 from tools.build.targets import Target
 from tools.gpus import GpuPool, Lease
 from tools.ledger import solution_hash
 from tools.models import Tolerance
-from tools.procs import run_process, scrubbed_env
+from tools.procs import scrubbed_env
 
 LOAD_TIMEOUT_S = 180  # import + first CUDA use of a fresh child
 Progress = Callable[[int, int, str], None]
@@ -73,6 +76,7 @@ class ChildCommands:
 
     solution: list[str] = field(default_factory=lambda: [sys.executable, "-m", "tools.bench.solution_child"])
     judge: list[str] = field(default_factory=lambda: [sys.executable, "-m", "tools.bench.judge_child"])
+    warm: bool = True  # the real children support '--warm' (tools/bench/pool.py)
 
 
 class Evaluator:
@@ -81,6 +85,23 @@ class Evaluator:
         self.gpus = gpus
         self.runs_dir = runs_dir
         self.commands = commands or ChildCommands()
+        self.pool = WarmPool({"solution": self.commands.solution, "judge": self.commands.judge}, enabled=self.commands.warm)
+
+    async def _start(self, kind: str, lease: Lease, job: Path) -> Any:
+        """A child of `kind` working on `job`: a warm one from the pool, or a fresh one."""
+        env = self._child_env(lease)
+        if not self.commands.warm:
+            command = self.commands.solution if kind == "solution" else self.commands.judge
+            return await anyio.open_process(
+                [*command, str(job)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True
+            )
+        proc = await self.pool.take(kind, lease.gpu, env)
+        if proc.returncode is None and proc.stdin is not None:
+            try:
+                await proc.stdin.send(f"{job}\n".encode())
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                pass  # it died while warming; the session reports it
+        return proc
 
     # ---- building
 
@@ -111,13 +132,24 @@ class Evaluator:
         timing_seeds = {w.uuid: secrets.randbits(31) for w in plan.workloads}
         total = len(plan.workloads) * (2 if plan.baseline else 1) + 1
         progress(0, total, "building")
+        phases: dict[str, float] = {}
+        clock = time.monotonic()
+
+        def phase(name: str) -> None:
+            nonlocal clock
+            now = time.monotonic()
+            phases[name] = round(now - clock, 2)
+            clock = now
+
         try:
             candidate = await self.build(plan.solution, plan, run_dir, "candidate")
             if candidate.error:
                 return self._compile_error(plan, candidate)
             baseline = await self.build(plan.baseline, plan, run_dir, "baseline") if plan.baseline else None
 
+            phase("build")
             async with self.gpus.lease(f"run_benchmark {plan.solution.name}") as lease:
+                phase("wait_for_gpu")
                 on_gpu(lease.gpu)
                 clocks = _clocks(lease.gpu)
                 done = 0
@@ -127,13 +159,37 @@ class Evaluator:
                     done += 1
                     progress(done, total, message)
 
-                records = await self._run_solution(plan, plan.solution, candidate, run_dir / "candidate", seeds, timing_seeds, lease, step)
-                base_records: dict[int, dict[str, Any]] = {}
+                # Start every process now so they load in parallel; nothing is timed until all are up.
+                judge_job = self._judge_job(plan, run_dir)
+                jobs = {"judge": ("judge", judge_job), "candidate": ("solution", self._job_file(plan, plan.solution, candidate, run_dir / "candidate", new_nonce()))}
                 if baseline and not baseline.error and plan.baseline:
-                    base_records = await self._run_solution(plan, plan.baseline, baseline, run_dir / "baseline", seeds, timing_seeds, lease, step)
-                verdicts = await self._judge(plan, run_dir, seeds, records, base_records, lease)
+                    jobs["baseline"] = ("solution", self._job_file(plan, plan.baseline, baseline, run_dir / "baseline", new_nonce()))
+                procs: dict[str, Any] = {}
+
+                async def start(key: str) -> None:
+                    procs[key] = await self._start(jobs[key][0], lease, jobs[key][1])
+
+                async with anyio.create_task_group() as tg:
+                    for key in jobs:
+                        tg.start_soon(start, key)
+                judge_proc, first, base_first = procs["judge"], procs["candidate"], procs.get("baseline")
+                # Spares for the next job start importing now (CPU only, see pool.py).
+                await self.pool.replenish(lease.gpu, self._child_env(lease), {"solution": 2, "judge": 1})
+                phase("start_processes")
+                async with self._session(judge_proc, judge_job, lease, plan) as judge:
+                    ready = await judge.receive(LOAD_TIMEOUT_S)
+                    records = await self._run_solution(plan, plan.solution, candidate, run_dir / "candidate", seeds, timing_seeds, lease, step, first)
+                    phase("candidate")
+                    base_records: dict[int, dict[str, Any]] = {}
+                    if base_first is not None and plan.baseline and baseline:
+                        base_records = await self._run_solution(plan, plan.baseline, baseline, run_dir / "baseline", seeds, timing_seeds, lease, step, base_first)
+                        phase("baseline")
+                    verdicts = await self._judge(plan, run_dir, seeds, records, base_records, judge, ready)
+                    phase("judge")
                 progress(total, total, "judged")
-            return self._assemble(plan, records, base_records, verdicts, seeds, timing_seeds, clocks, lease.gpu)
+            result = self._assemble(plan, records, base_records, verdicts, seeds, timing_seeds, clocks, lease.gpu)
+            result.phase_seconds = phases
+            return result
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)  # outputs are large; results live in the ledger
 
@@ -172,16 +228,21 @@ class Evaluator:
         timing_seeds: dict[str, int],
         lease: Lease,
         step: Callable[[str], None],
+        first: Any,
     ) -> dict[int, dict[str, Any]]:
         """Per workload index: {"status": ..., "trials": {...}, "timing": {...}, "log": ...}."""
         records: dict[int, dict[str, Any]] = {}
         pending = list(range(len(plan.workloads)))
         timeout = plan.config.workload_timeout_s
         memory = int(plan.config.memory_limit_gb * 2**30) if plan.config.memory_limit_gb else default_memory_limit()
+        proc, job = first, out_dir / "job.json"
         while pending:
-            nonce = new_nonce()
-            job = self._job_file(plan, solution, built, out_dir, nonce)
-            async with child_session([*self.commands.solution, str(job)], env=self._child_env(lease), cwd=out_dir, nonce=nonce, memory_limit=memory) as child:
+            if proc is None:  # the previous child died: a fresh one takes the remaining workloads
+                job = self._job_file(plan, solution, built, out_dir, new_nonce())
+                proc = await self._start("solution", lease, job)
+            nonce = json.loads(job.read_text())["nonce"]
+            async with child_session(proc, nonce=nonce, memory_limit=memory) as child:
+                proc = None
                 hello = await child.receive(LOAD_TIMEOUT_S)
                 if not hello.ok or hello.message.get("event") != "ready":
                     status = "COMPILE_ERROR" if hello.ok else ("TIMEOUT" if hello.failure == "timeout" else "RUNTIME_ERROR")
@@ -234,6 +295,23 @@ class Evaluator:
             record["log"] = child.tail()
         return False
 
+    def _judge_job(self, plan: Plan, run_dir: Path) -> Path:
+        job = {
+            "nonce": new_nonce(),
+            "definition": plan.definition.model_dump_json(),
+            "tolerance": plan.tolerance.model_dump(),
+            "mutable_inputs": plan.mutable_inputs,
+            "dataset_root": str(plan.dataset_root),
+        }
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / "judge_job.json"
+        path.write_text(json.dumps(job))
+        return path
+
+    def _session(self, proc: Any, job: Path, lease: Lease, plan: Plan) -> Any:
+        nonce = json.loads(job.read_text())["nonce"]
+        return child_session(proc, nonce=nonce, memory_limit=default_memory_limit())
+
     async def _judge(
         self,
         plan: Plan,
@@ -241,42 +319,37 @@ class Evaluator:
         seeds: dict[str, list[int]],
         records: dict[int, dict[str, Any]],
         base_records: dict[int, dict[str, Any]],
-        lease: Lease,
+        judge: ChildSession,
+        ready: Reply,
     ) -> dict[str, Any]:
-        tasks = []
+        verdicts: dict[str, Any] = {"workloads": {}}
+        if not ready.ok or ready.message.get("event") != "ready":
+            reason = ready.message.get("error") if ready.ok else f"the judge process {judge.exit_description}"
+            verdicts["error"] = f"the judge could not start: {reason}"
+            verdicts["log"] = judge.tail()
+            return verdicts
+        verdicts["bandwidth_bytes_per_s"] = ready.message.get("bandwidth_bytes_per_s")
+        verdicts["device"] = ready.message.get("device")
         for role, recs in (("candidate", records), ("baseline", base_records)):
-            for index, record in recs.items():
+            for index, record in sorted(recs.items()):
                 if record.get("status") != "ok":
                     continue
                 workload = plan.workloads[index]
-                tasks.append(
-                    {
-                        "key": f"{role}:{index}",
-                        "workload": workload.model_dump_json(),
-                        "folder": str(run_dir / role / str(index)),
-                        "trial_seeds": seeds[workload.uuid],
-                        "checked": record["timing"].get("checked", []),
-                        "time_reference": role == "candidate",
-                    }
-                )
-        job = {
-            "definition": plan.definition.model_dump_json(),
-            "tolerance": plan.tolerance.model_dump(),
-            "mutable_inputs": plan.mutable_inputs,
-            "dataset_root": str(plan.dataset_root),
-            "tasks": tasks,
-            "result_path": str(run_dir / "judge.json"),
-        }
-        (run_dir / "judge_job.json").write_text(json.dumps(job))
-        timeout = 120 + 60 * len(tasks)
-        outcome = await run_process([*self.commands.judge, str(run_dir / "judge_job.json")], timeout=timeout, env=self._child_env(lease), cwd=run_dir)
-        try:
-            verdicts = json.loads((run_dir / "judge.json").read_text())
-        except (OSError, ValueError):
-            verdicts = {"workloads": {}}
-        if outcome.timed_out or outcome.returncode != 0 or "error" in verdicts:
-            verdicts.setdefault("error", f"the judge failed: {'timed out' if outcome.timed_out else verdicts.get('error') or outcome.output[-2000:]}")
-        verdicts["log"] = outcome.output[-4000:]
+                task = {
+                    "workload": workload.model_dump_json(),
+                    "folder": str(run_dir / role / str(index)),
+                    "trial_seeds": seeds[workload.uuid],
+                    # The last timed outputs of three sets, chosen here where the solution cannot see.
+                    "checked": _pick(record["timing"].get("checked", []), 3),
+                    "time_reference": role == "candidate",
+                }
+                reply = await judge.request({"cmd": "judge", "task": task}, 120 + 30 * len(task["checked"]))
+                if not reply.ok:
+                    verdicts["error"] = f"the judge {judge.exit_description} while checking {role} workload {index + 1}"
+                    verdicts["log"] = judge.tail()
+                    return verdicts
+                verdicts["workloads"][f"{role}:{index}"] = reply.message
+        await judge.request({"cmd": "exit"}, 10)
         return verdicts
 
     # ---- assembling
@@ -408,6 +481,10 @@ class Evaluator:
                 Finding(check="timing_inconsistent", detail=f"reported GPU time {gpu_total_s:.3f} s exceeds the {outside:.3f} s the batch took, measured outside the worker")
             )
         return findings
+
+
+def _pick(items: list[Any], count: int) -> list[Any]:
+    return secrets.SystemRandom().sample(items, min(count, len(items)))
 
 
 def _aggregate(rows: list[WorkloadResult]) -> Aggregate:

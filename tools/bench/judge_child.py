@@ -2,12 +2,14 @@
 reference, and compares with what the solution child wrote. Also times the reference and
 measures the copy bandwidth behind the physical floor.
 
-Run as `python -m tools.bench.judge_child JOB.json`; verdicts go to the file job["result_path"].
+Run as `python -m tools.bench.judge_child JOB.json` (or `--warm`, then the job path on stdin);
+it answers one {"cmd": "judge", "task": ...} per line with a verdict (protocol.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
@@ -18,6 +20,7 @@ import torch
 from flashinfer_bench.data import Definition, Workload
 from safetensors.torch import load_file
 
+from tools.bench.protocol import encode
 from tools.bench.compare import Verdict, bytes_moved, compare_outputs, unchanged
 from tools.bench.timing import CuptiTimer, L2Flusher, cupti_available, time_calls
 from tools.harness.inputs import make_inputs
@@ -157,30 +160,36 @@ class Judge:
 
 
 def main(job_path: str) -> int:
+    if job_path == "--warm":  # see tools/bench/pool.py: imports only, the GPU is touched once a job arrives
+        sys.stdout.write("KDA-WARM\n")
+        sys.stdout.flush()
+        job_path = sys.stdin.readline().strip()
     job = json.loads(Path(job_path).read_text())
-    results: dict[str, Any] = {"workloads": {}}
-    result_path = Path(job["result_path"])
+    nonce = job["nonce"]
+    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # the reference may print; only protocol lines go to the orchestrator
+
+    def send(message: dict[str, Any]) -> None:
+        channel.write(encode(nonce, message))
+        channel.flush()
+
     try:
         judge = Judge(job)
-        results["bandwidth_bytes_per_s"] = copy_bandwidth()
         props = torch.cuda.get_device_properties(0)
-        results["device"] = {"name": props.name, "sm_count": props.multi_processor_count}
-        for task in job["tasks"]:
-            try:
-                results["workloads"][task["key"]] = judge.judge(task)
-            except Exception as exc:
-                results["workloads"][task["key"]] = {
-                    "status": "RUNTIME_ERROR",
-                    "message": f"the reference or the check failed: {type(exc).__name__}: {exc}",
-                    "judge_error": True,
-                }
-                traceback.print_exc()
-            print(json.dumps({"judged": task["key"]}), flush=True)
-            result_path.write_text(json.dumps(results))
+        send({"event": "ready", "bandwidth_bytes_per_s": copy_bandwidth(), "device": {"name": props.name, "sm_count": props.multi_processor_count}})
     except Exception as exc:
-        results["error"] = f"{type(exc).__name__}: {exc}"
-        traceback.print_exc()
-    result_path.write_text(json.dumps(results))
+        send({"event": "load_failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]})
+        return 0
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["cmd"] == "exit":
+            break
+        try:
+            verdict = judge.judge(command["task"])
+        except Exception as exc:
+            traceback.print_exc()
+            verdict = {"status": "RUNTIME_ERROR", "message": f"the reference or the check failed: {type(exc).__name__}: {exc}", "judge_error": True}
+        send({"event": "reply", **verdict})
     return 0
 
 

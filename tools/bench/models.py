@@ -23,7 +23,7 @@ class BenchmarkConfig(BaseModel):
     min_iterations: int = Field(default=20, ge=5, le=5000)
     max_iterations: int = Field(default=200, ge=5, le=5000)
     target_seconds: float = Field(default=0.3, gt=0, le=30)
-    max_rotation_sets: int = Field(default=8, ge=3, le=64)
+    rotation_sets: int = Field(default=3, ge=2, le=64, description="Input sets with distinct storage that timed calls rotate through.")
     rotation_budget_bytes: int = Field(default=4 * 2**30, ge=2**20)
     regenerate_limit_bytes: int = Field(default=512 * 2**20, ge=0, description="Refill inputs with fresh data before each timed call up to this size.")
     workload_timeout_s: float = Field(default=120, ge=1, le=3600, description="A workload step that runs longer is stopped: TIMEOUT.")
@@ -107,3 +107,4 @@ class BenchmarkResult(Result):
     workloads: list[WorkloadResult]
     provenance: Provenance | None = None
     compile: dict[str, Any] | None = None
+    phase_seconds: dict[str, float] | None = Field(default=None, description="Where the wall time went: build, waiting for the GPU, processes, timing, judging.")

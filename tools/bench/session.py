@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 from anyio.streams.text import TextReceiveStream
 
 from tools.bench.protocol import decode
@@ -147,10 +147,8 @@ class ChildSession:
 
 
 @asynccontextmanager
-async def child_session(cmd: list[str], *, env: dict[str, str], cwd: Path, nonce: str, memory_limit: int) -> AsyncIterator[ChildSession]:
-    proc = await anyio.open_process(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd, start_new_session=True
-    )
+async def child_session(proc: anyio.abc.Process, *, nonce: str, memory_limit: int) -> AsyncIterator[ChildSession]:
+    """Talk to an already started child (its own session, pipes on all three streams); kill it on exit."""
     session = ChildSession(proc, nonce, memory_limit)
     try:
         async with anyio.create_task_group() as tg:
