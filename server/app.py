@@ -4,7 +4,7 @@ import importlib.metadata
 
 from mcp.server.mcpserver import MCPServer
 
-from server import build, catalog, evaluation, knowledge, ledger, phases, uris
+from server import build, catalog, evaluation, knowledge, ledger, phases, profiling, uris
 from tools.app import KdaApp
 from tools.settings import Settings
 
@@ -36,6 +36,7 @@ def build_server(app: KdaApp) -> MCPServer:
     build.register(mcp, app)
     evaluation.register(mcp, app)
     ledger.register(mcp, app)
+    profiling.register(mcp, app)
     knowledge.register(mcp, app)
     phases.register(mcp, app)
     uris.register(mcp, app)

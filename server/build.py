@@ -14,9 +14,9 @@ from tools.errors import InvalidArgumentError
 from tools.solution import SolutionInput, packed_json, to_starter_kit
 
 SOLUTION_HELP = (
-    "The solution, in one of three forms: {files: {path: content}, spec: {language, entry_point, "
+    "The solution, in one of four forms: {files: {path: content}, spec: {language, entry_point, "
     "destination_passing_style}, definition}; {path: a starter-kit folder with config.toml, or a solution.json}; "
-    "or {solution_json: <packed solution.json>}."
+    "{solution_json: <packed solution.json>}; or {attempt: 'a3'} for the exact solution a past attempt ran."
 )
 
 

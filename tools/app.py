@@ -9,10 +9,11 @@ import functools
 import logging
 import os
 import threading
+import time
 from functools import cached_property
 from pathlib import Path
 
-from flashinfer_bench.data import Definition, Solution
+from flashinfer_bench.data import Definition, Solution, Workload
 
 import resources
 from tools.bench.evaluate import Evaluator, Plan
@@ -23,11 +24,15 @@ from tools.build.result import CompileResult
 from tools.build.targets import Target, default_target, parse_target
 from tools.capabilities import Capabilities, CapabilityCache
 from tools.dataset import Dataset
-from tools.errors import InvalidArgumentError, UnavailableError, not_found
+from tools.errors import InvalidArgumentError, KdaError, UnavailableError, not_found
 from tools.gpus import GpuPool
 from tools.jobs import JobContext, JobRunner, await_future
 from tools.ledger import Ledger
 from tools.phases import PhasePrompt, load_phase_prompts
+from tools.profile.capture import CaptureRequest, capture, check_regex, preflight
+from tools.profile.compare import compare
+from tools.profile.models import ProfileComparison, ProfileSummary
+from tools.profile.summary import summarize_report
 from tools.settings import Settings
 from tools.solution import SolutionInput, check_signature, resolve_solution
 from tools.store import Store
@@ -95,8 +100,11 @@ class KdaApp:
     # ---- operations
 
     def resolve(self, given: SolutionInput) -> tuple[Solution, Definition]:
-        """A validated solution and the definition it claims to solve."""
-        solution = resolve_solution(given)
+        """A validated solution and the definition it claims to solve (an attempt id works too)."""
+        if given.attempt is not None and not any((given.files, given.path, given.solution_json)):
+            solution = self.ledger.solution(given.attempt)
+        else:
+            solution = resolve_solution(given)
         return solution, self.dataset().definition(solution.definition)
 
     def target(self, arch: str | None) -> Target:
@@ -215,3 +223,110 @@ class KdaApp:
 
         params = {"solution": plan.solution.name, "definition": plan.definition.name, "workloads": [w.uuid for w in plan.workloads]}
         return self.jobs.submit("run_benchmark", params, work)
+
+    # ---- profiling
+
+    def _profile_workload(self, definition: Definition, workload: str | None) -> Workload:
+        """Default: the largest dev workload, where the kernel's steady-state behaviour shows."""
+        if workload in (None, "", "largest"):
+            dev = self.dataset().dev_set(definition.name)
+            if not dev:
+                raise InvalidArgumentError(f"{definition.name} has no workloads to profile.")
+            return dev[-1]
+        if workload == "smallest":
+            return self.dataset().dev_set(definition.name)[0]
+        return self.dataset().select_workloads(definition.name, [workload])[0]
+
+    def submit_profile(
+        self,
+        given: SolutionInput,
+        *,
+        workload: str | None = None,
+        profile_set: str = "quick",
+        kernels: str | None = None,
+        launch_skip: int = 0,
+        launch_count: int = 20,
+        detail: str = "compact",
+        timeout_s: float = 600,
+    ) -> str:
+        solution, definition = self.resolve(given)
+        chosen = self._profile_workload(definition, workload)
+        check_regex(kernels)
+        if not self.gpus.gpus:
+            raise UnavailableError("profile_solution needs an NVIDIA GPU and this server sees none.")
+        ncu = preflight(self.capabilities().ncu_counters)
+        profile_id = self.store.next_id("p")
+        report = self.settings.state_dir / "profiles" / profile_id
+        attempt = given.attempt
+
+        async def work(job: JobContext) -> dict:
+            built = await self.evaluator.build(solution, definition, self.target(None), self.settings.dataset_path, report.parent / f"{profile_id}_src", "profile")
+            if built.error:
+                raise KdaError(f"The solution did not build: {built.error} Call compile_solution for the diagnostics.")
+            request = CaptureRequest(
+                solution=solution,
+                definition=definition,
+                workload=chosen,
+                built=built,
+                dataset_root=self.settings.dataset_path,
+                report=report,
+                profile_set=profile_set,  # type: ignore[arg-type]
+                kernels=kernels,
+                launch_skip=launch_skip,
+                launch_count=launch_count,
+                timeout_s=timeout_s,
+            )
+            async with self.gpus.lease(f"profile_solution {solution.name}") as lease:
+                job.on_gpu(lease.gpu)
+                job.progress(0, 1, f"ncu --set {profile_set} on workload {chosen.uuid[:8]}")
+                path, _, seconds = await capture(request, lease, ncu)
+            summary = self.summarize_profile(path, profile_id=profile_id, solution=solution, definition=definition, workload=chosen.uuid, profile_set=profile_set, detail=detail, seconds=seconds, attempt=attempt)
+            self.store.execute(
+                "INSERT INTO profiles(id, created, attempt, definition, solution, report, summary) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (profile_id, time.time(), attempt, definition.name, solution.name, str(path), summary.model_dump_json(exclude_none=True)),
+            )
+            return summary.model_dump(mode="json", exclude_none=True)
+
+        params = {"solution": solution.name, "definition": definition.name, "workload": chosen.uuid, "set": profile_set, "profile_id": profile_id}
+        return self.jobs.submit("profile_solution", params, work)
+
+    def _wiki_route(self, label: str) -> list[dict[str, str]]:
+        try:
+            return [{"id": hit.id, "title": hit.title, "path": hit.path} for hit in self.wiki().route(label, limit=4)]
+        except KdaError:
+            return []
+
+    def summarize_profile(self, path: Path, *, profile_id: str, solution: Solution, definition: Definition, workload: str, profile_set: str, detail: str, seconds: float | None, attempt: str | None) -> ProfileSummary:
+        kernels, gpu = summarize_report(path, detail=detail, wiki_route=self._wiki_route)
+        total = sum(k.duration_us or 0 for k in kernels)
+        labels = sorted({k.bottleneck.label for k in kernels if k.bottleneck})
+        heaviest = max(kernels, key=lambda k: k.duration_us or 0) if kernels else None
+        message = (
+            f"{len(kernels)} kernel(s), {total:.1f} us in total; the longest, {heaviest.name[:60]}, is {heaviest.bottleneck.label}: {heaviest.bottleneck.reason}."
+            if heaviest and heaviest.bottleneck
+            else "No kernels in the report."
+        )
+        return ProfileSummary(
+            profile_id=profile_id,
+            report_path=str(path),
+            attempt_id=attempt,
+            solution=solution.name,
+            definition=definition.name,
+            workload=workload,
+            profile_set=profile_set,
+            capture_seconds=round(seconds, 1) if seconds is not None else None,
+            gpu=gpu,
+            kernels=kernels,
+            total_duration_us=round(total, 3),
+            message=message + (f" Labels across kernels: {', '.join(labels)}." if len(labels) > 1 else ""),
+        )
+
+    def profile(self, profile_id: str) -> ProfileSummary:
+        rows = self.store.execute("SELECT summary FROM profiles WHERE id = ?", (profile_id,))
+        if not rows:
+            known = [r["id"] for r in self.store.execute("SELECT id FROM profiles ORDER BY created DESC LIMIT 20")]
+            raise not_found("profile", profile_id, known)
+        return ProfileSummary.model_validate_json(rows[0]["summary"])
+
+    def compare_profiles(self, a: str, b: str) -> ProfileComparison:
+        return compare(self.profile(a), self.profile(b))

@@ -52,6 +52,7 @@ class SolutionInput(BaseModel):
         description="On the server: a starter-kit directory (config.toml with [solution] and [build]) or a packed solution.json file.",
     )
     solution_json: str | dict[str, Any] | None = Field(default=None, description="A packed solution.json, as text or object.")
+    attempt: str | None = Field(default=None, max_length=20, description="A recorded attempt id (e.g. 'a3'): the exact solution it ran.")
     definition: str | None = Field(default=None, max_length=200, description="Definition name (inline files; overrides other forms).")
     name: str | None = Field(default=None, max_length=200, description="Solution name (default derived from the definition).")
     author: str | None = Field(default=None, max_length=100)
@@ -194,10 +195,12 @@ def _from_packed(data: Any, origin: str) -> Solution:
 
 def resolve_solution(given: SolutionInput) -> Solution:
     """Turn any accepted form into a validated Solution (definition existence is checked by the caller)."""
-    forms = [name for name in ("files", "path", "solution_json") if getattr(given, name) is not None]
+    forms = [name for name in ("files", "path", "solution_json", "attempt") if getattr(given, name) is not None]
+    if given.attempt is not None and len(forms) == 1:
+        raise InvalidArgumentError("Attempts are resolved through the ledger (KdaApp.resolve), not here.")
     if len(forms) != 1:
         raise InvalidArgumentError(
-            "Give the solution in exactly one form: files (+spec, definition), path (directory or solution.json), or solution_json."
+            "Give the solution in exactly one form: files (+spec, definition), path (directory or solution.json), solution_json, or attempt."
             + (f" Got: {', '.join(forms)}." if forms else "")
         )
     if given.solution_json is not None or (given.path and given.path.endswith(".json")):

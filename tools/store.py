@@ -51,6 +51,15 @@ CREATE TABLE IF NOT EXISTS notes (
     attempts TEXT NOT NULL,
     text TEXT
 );
+CREATE TABLE IF NOT EXISTS profiles (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    attempt TEXT,
+    definition TEXT NOT NULL,
+    solution TEXT NOT NULL,
+    report TEXT NOT NULL,
+    summary TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 

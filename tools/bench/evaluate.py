@@ -105,10 +105,10 @@ class Evaluator:
 
     # ---- building
 
-    async def build(self, solution: Solution, plan: Plan, run_dir: Path, tag: str) -> Built:
+    async def build(self, solution: Solution, definition: Definition, target: Target, dataset_root: Path, run_dir: Path, tag: str) -> Built:
         if solution.spec.language.value in ("cuda", "cpp"):
             report = await self.compiler.compile(
-                solution, plan.definition, target=plan.target, extra_flags=[], timeout_s=600, first_call_workload=None, dataset_root=plan.dataset_root
+                solution, definition, target=target, extra_flags=[], timeout_s=600, first_call_workload=None, dataset_root=dataset_root
             )
             if report.status != "ok":
                 return Built(error=report.message, compile_report=report.model_dump(exclude_none=True))
@@ -142,10 +142,10 @@ class Evaluator:
             clock = now
 
         try:
-            candidate = await self.build(plan.solution, plan, run_dir, "candidate")
+            candidate = await self.build(plan.solution, plan.definition, plan.target, plan.dataset_root, run_dir, "candidate")
             if candidate.error:
                 return self._compile_error(plan, candidate)
-            baseline = await self.build(plan.baseline, plan, run_dir, "baseline") if plan.baseline else None
+            baseline = await self.build(plan.baseline, plan.definition, plan.target, plan.dataset_root, run_dir, "baseline") if plan.baseline else None
 
             phase("build")
             async with self.gpus.lease(f"run_benchmark {plan.solution.name}") as lease:
