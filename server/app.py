@@ -4,7 +4,7 @@ import importlib.metadata
 
 from mcp.server.mcpserver import MCPServer
 
-from server import build, catalog, evaluation, knowledge, ledger, phases, profiling, uris
+from server import build, catalog, evaluation, integrity, knowledge, ledger, phases, profiling, uris
 from tools.app import KdaApp
 from tools.settings import Settings
 
@@ -37,6 +37,7 @@ def build_server(app: KdaApp) -> MCPServer:
     evaluation.register(mcp, app)
     ledger.register(mcp, app)
     profiling.register(mcp, app)
+    integrity.register(mcp, app)
     knowledge.register(mcp, app)
     phases.register(mcp, app)
     uris.register(mcp, app)

@@ -2,7 +2,8 @@
 
 They speak the real protocol, so the orchestrator's crash, hang and memory handling is tested
 on any machine. Usage: python -m tests.fake_children solution MODE JOB.json | judge JOB.json.
-MODE: ok, crash_on_1 (exits during workload 1), segv_on_1, hang_on_1, memory_on_1, load_fail.
+MODE: ok, crash_on_1 (exits during workload 1), segv_on_1, hang_on_1, memory_on_1, load_fail,
+tamper (reports a patched harness), slow_time (takes far longer than the times it reports).
 """
 
 from __future__ import annotations
@@ -47,8 +48,13 @@ def solution(mode: str, job_path: str) -> None:
                     hog[i] = 1
                 time.sleep(60)
         if command["cmd"] == "trials":
-            send(nonce, {"event": "reply", "status": "ok", "trials": len(command["seeds"])})
+            extra = {"harness_tampered": ["torch.cuda.synchronize"]} if mode == "tamper" else {}
+            send(nonce, {"event": "reply", "status": "ok", "trials": len(command["seeds"]), **extra})
+        elif command["cmd"] == "save":
+            send(nonce, {"event": "reply", "status": "ok", "checked": []})
         else:
+            if mode == "slow_time":
+                time.sleep(1.5)  # the real calls took this long; the report below claims microseconds
             send(
                 nonce,
                 {
@@ -91,6 +97,8 @@ def judge(job_path: str) -> None:
         }
         if task["time_reference"]:
             verdict["reference"] = {"method": "fake", "gpu_us": [20.0, 20.0, 20.0]}
+        if task.get("calibrate"):
+            verdict["harness_seconds"] = 0.01
         send(nonce, {"event": "reply", **verdict})
 
 

@@ -90,7 +90,7 @@ def test_compute_bound_gemm(mcp_server):
 
 def test_spilling_cuda_kernel_with_source_lines(mcp_server, server_and_app):
     _, app = server_and_app
-    small = app.dataset().dev_set("vector_add_fp32")[-2].uuid  # 2^24 floats
+    small = app.dataset().dev_set("vector_add_fp32")[1].uuid  # 2^16 floats: a small report to keep as a fixture
     solution = {"files": {"kernel.cu": SPILL_CU}, "spec": {"language": "cuda", "entry_point": "kernel.cu::run"}, "definition": "vector_add_fp32", "name": "spill_add"}
     summary = profile(mcp_server, solution, "spills", set="source", workload=small)
     [kernel] = summary["kernels"]

@@ -16,8 +16,10 @@ from pathlib import Path
 from flashinfer_bench.data import Definition, Solution, Workload
 
 import resources
+from tools.bench.ab_runner import ab_plans, compare_solutions
 from tools.bench.evaluate import Evaluator, Plan
 from tools.bench.models import BenchmarkConfig
+from tools.bench.policy import Policy
 from tools.build.cache import BuildCache
 from tools.build.compile import Compiler
 from tools.build.result import CompileResult
@@ -33,6 +35,7 @@ from tools.profile.capture import CaptureRequest, capture, check_regex, prefligh
 from tools.profile.compare import compare
 from tools.profile.models import ProfileComparison, ProfileSummary
 from tools.profile.summary import summarize_report
+from tools.sanitize import SanitizeResult, build_job, sanitize
 from tools.settings import Settings
 from tools.solution import SolutionInput, check_signature, resolve_solution
 from tools.store import Store
@@ -199,6 +202,7 @@ class KdaApp:
             target=self.target(arch),
             mutable_inputs=list(extras.get("mutable_inputs", [])),
             floor_check=bool(extras.get("floor_check", True)),
+            policy=Policy.model_validate(extras.get("policy") or {}),
         )
 
     def submit_benchmark(self, plan: Plan, *, parent_attempt: str | None = None) -> str:
@@ -330,3 +334,64 @@ class KdaApp:
 
     def compare_profiles(self, a: str, b: str) -> ProfileComparison:
         return compare(self.profile(a), self.profile(b))
+
+    # ---- integrity tools
+
+    def submit_compare(
+        self, a: SolutionInput, b: SolutionInput, *, workloads: str | list[str] = "dev", rounds: int = 8, per_round: int = 20, arch: str | None = None
+    ) -> str:
+        plan_a = self.plan_benchmark(a, workloads=workloads, baseline="none", arch=arch)
+        plan_b = self.plan_benchmark(b, workloads=workloads, baseline="none", arch=arch)
+        if plan_a.definition.name != plan_b.definition.name:
+            raise InvalidArgumentError(f"A solves {plan_a.definition.name} and B solves {plan_b.definition.name}; compare solutions of one definition.")
+        if not self.gpus.gpus:
+            raise UnavailableError("compare_solutions needs an NVIDIA GPU and this server sees none.")
+        plan_a, plan_b = ab_plans(plan_a, plan_b, per_round)
+
+        async def work(job: JobContext) -> dict:
+            result = await compare_solutions(self.evaluator, plan_a, plan_b, rounds=rounds, progress=job.progress, on_gpu=job.on_gpu, run_id=job.job_id)
+            return result.model_dump(mode="json", exclude_none=True)
+
+        params = {"a": plan_a.solution.name, "b": plan_b.solution.name, "definition": plan_a.definition.name, "rounds": rounds}
+        return self.jobs.submit("compare_solutions", params, work)
+
+    def submit_sanitize(self, given: SolutionInput, *, tool: str = "memcheck", workload: str | None = None, include_log: bool = False, timeout_s: float = 600) -> str:
+        solution, definition = self.resolve(given)
+        chosen = self._profile_workload(definition, workload or "smallest")
+        if not self.gpus.gpus:
+            raise UnavailableError("sanitize_solution needs an NVIDIA GPU and this server sees none.")
+        work_dir = self.settings.state_dir / "sanitize" / self.store.next_id("s")
+
+        async def work(job: JobContext) -> dict:
+            built = await self.evaluator.build(solution, definition, self.target(None), self.settings.dataset_path, work_dir, "sanitize")
+            if built.error:
+                raise KdaError(f"The solution did not build: {built.error} Call compile_solution for the diagnostics.")
+            child_job = build_job(built, solution.model_dump_json(), definition.model_dump_json(), chosen.model_dump_json(), self.settings.dataset_path)
+            async with self.gpus.lease(f"sanitize_solution {solution.name}") as lease:
+                job.on_gpu(lease.gpu)
+                job.progress(0, 1, f"compute-sanitizer --tool {tool}")
+                issues, summary, output, seconds = await sanitize(tool=tool, job=child_job, work_dir=work_dir, lease=lease, timeout_s=timeout_s)  # type: ignore[arg-type]
+            clean = not issues
+            message = (
+                f"{tool}: no problems found in one call on workload {chosen.uuid[:8]}."
+                if clean
+                else f"{tool}: {sum(i.count for i in issues)} report(s) in {len(issues)} group(s); first: {issues[0].kind}"
+                + (f" in {issues[0].kernel}" if issues[0].kernel else "")
+                + (f" at {issues[0].file}:{issues[0].line}" if issues[0].file else "")
+                + "."
+            )
+            result = SanitizeResult(
+                tool=tool,
+                solution=solution.name,
+                definition=definition.name,
+                workload=chosen.uuid,
+                clean=clean,
+                error_summary=summary,
+                issues=issues or None,
+                message=message,
+                seconds=round(seconds, 1),
+                log=output[-20_000:] if include_log else None,
+            )
+            return result.model_dump(mode="json", exclude_none=True)
+
+        return self.jobs.submit("sanitize_solution", {"solution": solution.name, "tool": tool, "workload": chosen.uuid}, work)

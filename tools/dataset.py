@@ -361,6 +361,7 @@ class Dataset:
             dev_workloads=[self.workload_info(w) for w in self.dev_set(name)],
             baseline_solution=baseline.name if baseline else None,
             solutions=[s.name for s in self.solutions(name)] or None,
+            policy=entry.extras.get("policy") or None,
             reference=d.reference if include_reference else None,
         )
 

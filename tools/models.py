@@ -5,6 +5,8 @@ Fields left as None are dropped from what the agent sees, so optional detail cos
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -74,6 +76,7 @@ class DefinitionDetail(Result):
     dev_workloads: list[WorkloadInfo]
     baseline_solution: str | None = None
     solutions: list[str] | None = None
+    policy: dict[str, Any] | None = Field(default=None, description="What solutions may not use (calls, kernels, libraries); run_benchmark flags violations.")
     reference: str | None = None
 
 

@@ -136,6 +136,8 @@ DEFINITIONS: List[Dict[str, Any]] = [
             },
         },
         "tolerance": {"atol": 1e-2, "rtol": 1e-2},
+        # The point of the exercise is the kernel: the library's own RMSNorm is off limits.
+        "policy": {"forbidden_calls": ["torch.nn.functional.rms_norm", "torch.rms_norm", "torch.nn.functional.layer_norm"]},
         "workloads": [
             ({"batch_size": 1}, "5ab42d94-b481-4e42-adac-419ca7bae86d"),
             ({"batch_size": 7}, "7b2bbfde-2fa5-4894-89f7-26dd6ae1dac6"),
@@ -195,6 +197,15 @@ DEFINITIONS: List[Dict[str, Any]] = [
             "C": {"shape": ["M", "N"], "dtype": "bfloat16", "description": "A @ B^T."},
         },
         "tolerance": {"atol": 1e-1, "rtol": 2e-2},
+        # A GEMM solution must bring its own kernel: no matmul ops, no cuBLAS (nvjet/xmma kernels).
+        "policy": {
+            "forbidden_calls": [
+                "torch.matmul", "torch.mm", "torch.bmm", "torch.addmm", "torch.einsum", "torch.nn.functional.linear",
+                "torch.Tensor.matmul", "torch.Tensor.mm", "torch.Tensor.__matmul__",
+            ],
+            "forbidden_kernels": ["^nvjet", "xmma_gemm", "gemv2[NT]_kernel", "gemvx", "cublas"],
+            "forbidden_libraries": ["cublas"],
+        },
         "workloads": [
             ({"M": 1}, "05acca6f-45ec-4ef3-8208-c6a698535395"),
             ({"M": 16}, "7dd6ce26-2abf-48d6-b10d-699f4f83e98e"),
@@ -228,6 +239,7 @@ _DEFINITION_KEYS = (
     "inputs",
     "outputs",
     "tolerance",
+    "policy",
     "reference",
 )
 

@@ -32,6 +32,7 @@ from tools.bench.models import (
     TimingStats,
     WorkloadResult,
 )
+from tools.bench.policy import Policy, kernel_findings, runtime_findings, static_findings
 from tools.bench.pool import WarmPool
 from tools.bench.session import ChildSession, Reply, child_session, default_memory_limit, new_nonce
 from tools.bench.stats import geomean, summarize
@@ -58,6 +59,7 @@ class Plan:
     target: Target
     mutable_inputs: list[str] = field(default_factory=list)
     floor_check: bool = True
+    policy: Policy = field(default_factory=Policy)
 
 
 @dataclass
@@ -197,7 +199,9 @@ class Evaluator:
 
     def _job_file(self, plan: Plan, solution: Solution, built: Built, out_dir: Path, nonce: str) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
+        candidate = solution is plan.solution  # the policy binds the candidate, not the dataset's baseline
         job = {
+            "forbidden_calls": plan.policy.forbidden_calls if candidate else [],
             "nonce": nonce,
             "solution": solution.model_dump_json(),
             "definition": plan.definition.model_dump_json(),
@@ -269,6 +273,12 @@ class Evaluator:
                     record["timing"] = timed.message
                     # Wall time of the whole timed batch, measured here, outside the solution's process.
                     record["timing"]["outside_wall_s"] = timed.wall_s
+                    saved = await child.request({"cmd": "save", "index": index}, timeout)
+                    if not self._take(record, saved, child, "saving outputs", timeout):
+                        step(f"{solution.name}: workload {index + 1} {record['status']}")
+                        break
+                    record["timing"]["checked"] = saved.message["checked"]
+                    record["integrity"] = _merge_integrity(trials.message, timed.message, saved.message)
                     record["status"] = "ok"
                     step(f"{solution.name}: workload {index + 1}/{len(plan.workloads)} timed")
                 else:
@@ -343,6 +353,9 @@ class Evaluator:
                     "checked": _pick(record["timing"].get("checked", []), 3),
                     "time_reference": role == "candidate",
                 }
+                if role == "candidate":
+                    timing = record["timing"]
+                    task["calibrate"] = {"iterations": timing["iterations"], "warmup": timing["warmup"], "seed": secrets.randbits(31), "config": plan.config.model_dump()}
                 reply = await judge.request({"cmd": "judge", "task": task}, 120 + 30 * len(task["checked"]))
                 if not reply.ok:
                     verdicts["error"] = f"the judge {judge.exit_description} while checking {role} workload {index + 1}"
@@ -380,6 +393,7 @@ class Evaluator:
     ) -> BenchmarkResult:
         bandwidth = verdicts.get("bandwidth_bytes_per_s")
         judged = verdicts.get("workloads", {})
+        static = static_findings(plan.solution, plan.policy)
         rows: list[WorkloadResult] = []
         methods = set()
         for index, workload in enumerate(plan.workloads):
@@ -414,7 +428,8 @@ class Evaluator:
             )
             row.host_call_us = round(summarize(timing["host_call_us"])["median"], 2)
             row.wall_us = round(summarize(timing["wall_us"])["median"], 2)
-            findings += self._timing_findings(timing)
+            findings += self._timing_findings(timing, verdict.get("harness_seconds"))
+            findings += _integrity_findings(record.get("integrity", {}), timing, plan.policy)
             reference = verdict.get("reference")
             if reference and reference.get("gpu_us"):
                 row.reference_us = round(summarize(reference["gpu_us"])["median"], 3)
@@ -432,6 +447,11 @@ class Evaluator:
                             f"({verdict['bytes_moved']} bytes at {bandwidth / 1e12:.2f} TB/s measured copy bandwidth)",
                         )
                     )
+            ceiling = plan.policy.speedup_ceiling or plan.config.speedup_ceiling
+            for name, base in (("reference", row.reference_us), ("baseline", row.baseline_us)):
+                if base and row.latency.median_us > 0 and base / row.latency.median_us > ceiling:
+                    findings.append(Finding(check="speedup_above_ceiling", detail=f"{base / row.latency.median_us:.1f}x over the {name} exceeds the {ceiling:g}x ceiling; review before trusting it"))
+            findings += static
             row.findings = findings or None
             row.suspect = bool(findings) or None
             if row.status == "PASSED" and not row.suspect and row.latency.median_us > 0:
@@ -467,20 +487,51 @@ class Evaluator:
         )
 
     @staticmethod
-    def _timing_findings(timing: dict[str, Any]) -> list[Finding]:
+    def _timing_findings(timing: dict[str, Any], harness_seconds: float | None) -> list[Finding]:
         findings = []
+        outside = timing.get("outside_wall_s")
+        if outside is not None and harness_seconds is not None:
+            # What the batch should take: the harness alone (measured by the judge around a no-op
+            # call) plus the calls as reported. Much longer means the reported times are too small.
+            walls = sorted(timing["wall_us"])
+            expected = harness_seconds + (sum(walls) + timing["warmup"] * walls[len(walls) // 2]) / 1e6
+            if outside > 1.5 * expected + 0.25:
+                findings.append(
+                    Finding(
+                        check="timing_inconsistent",
+                        detail=f"the timed batch took {outside:.3f} s measured outside the worker, but the harness ({harness_seconds:.3f} s) "
+                        f"plus the reported calls account for only {expected:.3f} s",
+                    )
+                )
         if timing.get("new_threads"):
             findings.append(Finding(check="background_threads", detail=f"threads started during timing: {timing['new_threads'][:5]}"))
         if timing.get("stray_gpu_work"):
             names = sorted({s["name"] for s in timing["stray_gpu_work"]})[:3]
             findings.append(Finding(check="work_outside_timed_span", detail=f"{len(timing['stray_gpu_work'])} GPU activities ran outside every timed call, e.g. {names}"))
         gpu_total_s = sum(timing["gpu_us"]) / 1e6
-        outside = timing.get("outside_wall_s")
         if outside is not None and gpu_total_s > outside * 1.05 + 0.01:
             findings.append(
                 Finding(check="timing_inconsistent", detail=f"reported GPU time {gpu_total_s:.3f} s exceeds the {outside:.3f} s the batch took, measured outside the worker")
             )
         return findings
+
+
+def _merge_integrity(*replies: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {"harness_tampered": [], "forbidden_calls": {}}
+    for reply in replies:
+        merged["harness_tampered"] += [n for n in reply.get("harness_tampered", []) if n not in merged["harness_tampered"]]
+        for name, count in reply.get("forbidden_calls", {}).items():
+            merged["forbidden_calls"][name] = merged["forbidden_calls"].get(name, 0) + count
+    return merged
+
+
+def _integrity_findings(integrity: dict[str, Any], timing: dict[str, Any], policy: Policy) -> list[Finding]:
+    findings = []
+    if integrity.get("harness_tampered"):
+        findings.append(Finding(check="harness_tampered", detail=f"the solution replaced functions the measurement relies on: {integrity['harness_tampered'][:5]}"))
+    findings += runtime_findings(integrity.get("forbidden_calls"))
+    findings += kernel_findings(timing.get("kernel_names", []), policy)
+    return findings
 
 
 def _pick(items: list[Any], count: int) -> list[Any]:

@@ -8,6 +8,7 @@ it answers one {"cmd": "judge", "task": ...} per line with a verdict (protocol.p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -111,6 +112,7 @@ class Judge:
                     if not unchanged(before, after[name]):
                         findings.append({"check": "inputs_modified", "detail": f"input {name!r} changed during the call"})
         worst = next((v for v in verdicts if v.status != "PASSED"), verdicts[0] if verdicts else Verdict("RUNTIME_ERROR", message="no trials"))
+        findings += self.consistency(workload, folder, task["trial_seeds"])
         timed_verdict = None
         for item in task.get("checked", []):
             _, ref = self.expected(workload, item["seed"])
@@ -135,8 +137,55 @@ class Judge:
             out["message"] = "; ".join(f["detail"] for f in findings if f["check"] == "inputs_modified")
         if task.get("time_reference"):
             out["reference"] = self.time_reference(workload, task["trial_seeds"][0])
+        if task.get("calibrate"):
+            out["harness_seconds"] = self.calibrate(workload, task["calibrate"])
         out["bytes_moved"] = self.bytes_moved(workload)
         return out
+
+    def consistency(self, workload: Workload, folder: Path, seeds: list[int]) -> list[dict[str, str]]:
+        """A race (the same inputs, different outputs) and a replay (different inputs, the same outputs)."""
+        findings = []
+        first, repeat = folder / "trial0.safetensors", folder / "repeat0.safetensors"
+        if first.is_file() and repeat.is_file():
+            a, b = load_file(str(first), device=DEVICE), load_file(str(repeat), device=DEVICE)
+            tol = self.tolerance
+            verdict = compare_outputs(
+                [b[n] for n in self.output_names], [a[n] for n in self.output_names], self.output_names,
+                atol=tol["atol"], rtol=tol["rtol"], required_matched_ratio=tol.get("required_matched_ratio"),
+            )
+            if verdict.status != "PASSED":
+                findings.append({"check": "nondeterministic", "detail": f"two calls on the same inputs disagree beyond the tolerance: {verdict.message}"})
+        digests = []
+        for trial in range(len(seeds)):
+            path = folder / f"trial{trial}.safetensors"
+            if path.is_file():
+                digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
+        if len(digests) >= 2 and len(set(digests)) == 1 and len(set(seeds)) > 1:
+            refs = [as_list(self.reference(*self.expected_inputs(workload, seed)), self.output_names) for seed in seeds[:2]]
+            if any(not torch.equal(x, y) for x, y in zip(refs[0], refs[1])):
+                findings.append({"check": "identical_outputs", "detail": "bitwise identical outputs for different inputs (a replayed result)"})
+        return findings
+
+    def expected_inputs(self, workload: Workload, seed: int) -> list[Any]:
+        return make_inputs(self.definition, workload, seed=seed, device=DEVICE, dataset_root=self.dataset_root)
+
+    def calibrate(self, workload: Workload, spec: dict[str, Any]) -> float:
+        """Wall time of the candidate's timed batch with a call that does nothing: what the harness
+        itself costs for this workload (inputs, refills, L2 flushes, synchronizations)."""
+        from tools.bench.batch import timed_batch
+        from tools.harness.inputs import allocate_outputs
+
+        batch = timed_batch(
+            lambda inputs, outputs: None,
+            lambda seed: self.expected_inputs(workload, seed),
+            lambda inputs: allocate_outputs(self.definition, inputs, device=DEVICE),
+            config={**spec["config"], "warmup": spec["warmup"]},
+            seed=spec["seed"],
+            flusher=self.flusher,
+            timer=None,
+            iterations=spec["iterations"],
+        )
+        return batch.seconds
 
     def bytes_moved(self, workload: Workload) -> int:
         """Fewest bytes a kernel must move: every input read once, every output written once."""

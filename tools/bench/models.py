@@ -30,6 +30,7 @@ class BenchmarkConfig(BaseModel):
     memory_limit_gb: float | None = Field(default=None, gt=0, description="Host memory a solution process may use (default: half of RAM).")
     force_cuda_events: bool = Field(default=False, description="Time with CUDA events instead of CUPTI (labelled fallback).")
     floor_factor: float = Field(default=0.8, gt=0, le=1, description="Flag times below this fraction of the bytes/bandwidth floor.")
+    speedup_ceiling: float = Field(default=100.0, gt=1, description="Flag speedups above this (over the reference or the baseline) for review.")
 
 
 class TimingStats(Result):

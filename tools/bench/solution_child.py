@@ -4,7 +4,8 @@ Untrusted code runs in this process. It never sees a reference output: it writes
 candidate produced to files, and the judge (another process) decides. Any failure ends the
 process after reporting it, so the next workload gets a clean CUDA context.
 
-Run as `python -m tools.bench.solution_child JOB.json`; commands arrive on stdin (protocol.py).
+Run as `python -m tools.bench.solution_child JOB.json` (or `--warm`, then the job path on stdin);
+commands arrive on stdin (protocol.py): trials, time, save, exit.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import os
 import sys
 import threading
-import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ class Candidate:
         import torch
         from flashinfer_bench.data import Definition, Solution, Workload
 
+        from tools.harness.guard import ForbiddenCalls, HarnessGuard
         from tools.harness.loading import load_entry
 
         self.torch = torch
@@ -46,9 +47,13 @@ class Candidate:
         self.dataset_root = Path(job["dataset_root"])
         self.out_dir = Path(job["out_dir"])
         self.dps = self.solution.spec.destination_passing_style
-        self.entry = load_entry(self.solution, Path(job["source_dir"]), job.get("library"))
         self.output_names = list(self.definition.outputs)
+        # Before any solution code runs: wrap what the definition forbids, then snapshot the harness.
+        self.forbidden = ForbiddenCalls(job.get("forbidden_calls", []))
+        self.guard = HarnessGuard()
+        self.entry = load_entry(self.solution, Path(job["source_dir"]), job.get("library"))
         self.threads_at_load = {t.ident for t in threading.enumerate()}
+        self.batch: Any = None
 
     # ---- one call
 
@@ -73,19 +78,68 @@ class Candidate:
             return list(result)
         return [result]
 
-    def check_objects(self, produced: list[Any]) -> str | None:
-        """Outputs must be plain dense CUDA tensors, not subclasses, proxies or lazy objects."""
+    def check_objects(self, produced: list[Any], inputs: list[Any]) -> tuple[str | None, str | None]:
+        """(error, finding): outputs must be plain dense CUDA tensors that share no memory with inputs."""
         torch = self.torch
         if len(produced) != len(self.output_names):
-            return f"returned {len(produced)} outputs, the definition has {len(self.output_names)}"
+            return f"returned {len(produced)} outputs, the definition has {len(self.output_names)}", None
         for name, value in zip(self.output_names, produced):
             if type(value) is not torch.Tensor:
-                return f"output {name!r} is a {type(value).__module__}.{type(value).__qualname__}, not a plain torch.Tensor"
+                return f"output {name!r} is a {type(value).__module__}.{type(value).__qualname__}, not a plain torch.Tensor", "non_tensor_output"
             if value.layout != torch.strided or value.is_nested or value.is_sparse:
-                return f"output {name!r} is not a dense strided tensor (layout {value.layout})"
+                return f"output {name!r} is not a dense strided tensor (layout {value.layout})", "non_tensor_output"
             if value.device.type != "cuda":
-                return f"output {name!r} lives on {value.device}, not on the GPU"
-        return None
+                return f"output {name!r} lives on {value.device}, not on the GPU", None
+            for input_name, tensor in zip(self.definition.inputs, inputs):
+                if isinstance(tensor, torch.Tensor) and _overlaps(value, tensor):
+                    return f"output {name!r} shares memory with input {input_name!r}", "output_aliases_input"
+        return None, None
+
+    def save(self, path: Path, produced: list[Any]) -> None:
+        from safetensors.torch import save_file
+
+        save_file({n: t.detach().contiguous().cpu() for n, t in zip(self.output_names, produced)}, str(path))
+
+    def integrity(self) -> dict[str, Any]:
+        """What the in-process defences saw since the last report."""
+        report: dict[str, Any] = {}
+        tampered = self.guard.changed()
+        if tampered:
+            report["harness_tampered"] = tampered
+        calls = self.forbidden.take()
+        if calls:
+            report["forbidden_calls"] = calls
+        return report
+
+    # ---- commands
+
+    def trials(self, index: int, seeds: list[int]) -> dict[str, Any]:
+        torch = self.torch
+        workload = self.workloads[index]
+        folder = self.out_dir / str(index)
+        folder.mkdir(parents=True, exist_ok=True)
+        for trial, seed in enumerate(seeds):
+            inputs = self.inputs(workload, seed)
+            outputs = self.outputs_for(inputs)
+            produced = self.call(inputs, outputs)
+            torch.cuda.synchronize()
+            problem, finding = self.check_objects(produced, inputs)
+            if problem:
+                return {"status": "RUNTIME_ERROR", "error": problem, "finding": finding, **self.integrity()}
+            self.save(folder / f"trial{trial}.safetensors", produced)
+            if trial == 0:
+                tensors = {n: v.detach().contiguous().cpu() for n, v in zip(self.definition.inputs, inputs) if isinstance(v, torch.Tensor)}
+                if tensors:
+                    from safetensors.torch import save_file
+
+                    save_file(tensors, str(folder / "inputs_after.safetensors"))
+                # The same inputs again, into fresh outputs: a race shows as a difference.
+                again = self.inputs(workload, seed)
+                repeat = self.call(again, self.outputs_for(again))
+                torch.cuda.synchronize()
+                if self.check_objects(repeat, again)[0] is None:
+                    self.save(folder / "repeat0.safetensors", repeat)
+        return {"status": "ok", "trials": len(seeds), **self.integrity()}
 
     def timing_tools(self) -> tuple[Any, Any]:
         """One L2 flusher and one CUPTI collector per process, reused by every workload."""
@@ -96,90 +150,26 @@ class Candidate:
             self._timing_tools = (L2Flusher(self.torch.device(self.device)), timer)
         return self._timing_tools
 
-    # ---- commands
-
-    def trials(self, index: int, seeds: list[int]) -> dict[str, Any]:
-        from safetensors.torch import save_file
-
-        torch = self.torch
-        workload = self.workloads[index]
-        folder = self.out_dir / str(index)
-        folder.mkdir(parents=True, exist_ok=True)
-        for trial, seed in enumerate(seeds):
-            inputs = self.inputs(workload, seed)
-            outputs = self.outputs_for(inputs)
-            produced = self.call(inputs, outputs)
-            torch.cuda.synchronize()
-            problem = self.check_objects(produced)
-            if problem:
-                return {"status": "RUNTIME_ERROR", "error": problem, "finding": "non_tensor_output"}
-            save_file(
-                {n: t.detach().contiguous().cpu() for n, t in zip(self.output_names, produced)},
-                str(folder / f"trial{trial}.safetensors"),
-            )
-            if trial == 0:
-                tensors = {n: v.detach().contiguous().cpu() for n, v in zip(self.definition.inputs, inputs) if isinstance(v, torch.Tensor)}
-                if tensors:
-                    save_file(tensors, str(folder / "inputs_after.safetensors"))
-        return {"status": "ok", "trials": len(seeds)}
-
     def time(self, index: int, seed: int) -> dict[str, Any]:
-        from safetensors.torch import save_file
+        from tools.bench.batch import timed_batch
 
-        from tools.bench.timing import time_calls
-
-        torch = self.torch
-        config = self.job["config"]
         workload = self.workloads[index]
-        folder = self.out_dir / str(index)
-        first = self.inputs(workload, seed)
-        input_bytes = sum(t.numel() * t.element_size() for t in first if isinstance(t, torch.Tensor))
-        # Several input sets with distinct storage, each refilled with fresh data before its call:
-        # a cache keyed on pointers or on input contents misses, and its stale outputs are caught.
-        # (L2 is flushed before every call anyway, so more sets would only cost memory.)
-        sets = config["rotation_sets"]
-        while sets > 2 and sets * input_bytes > config["rotation_budget_bytes"]:
-            sets -= 1
-        regenerate = input_bytes <= config["regenerate_limit_bytes"]
-        set_inputs = [first] + [self.inputs(workload, seed + 1000 * k) for k in range(1, sets)]
-        set_outputs = [self.outputs_for(inp) for inp in set_inputs]
-        last_seed = [seed + 1000 * k for k in range(sets)]
-
-        def call(i: int) -> None:
-            self.call(set_inputs[i % sets], set_outputs[i % sets])
-
-        def refill(i: int) -> None:
-            k = i % sets
-            if not regenerate or i < sets:
-                return
-            last_seed[k] = seed + 7919 * (i + 1)
-            for dst, src in zip(set_inputs[k], self.inputs(workload, last_seed[k])):
-                if isinstance(dst, torch.Tensor):
-                    dst.copy_(src)
-
         flusher, timer = self.timing_tools()
-        # Warm up (JIT, autotuning, allocator), estimate the call time, then choose the count.
-        start = time.perf_counter()
-        for i in range(config["warmup"]):
-            call(i)
-        torch.cuda.synchronize()
-        estimate = max((time.perf_counter() - start) / max(config["warmup"], 1), 1e-6)
-        iterations = config["iterations"] or int(min(config["max_iterations"], max(config["min_iterations"], config["target_seconds"] / estimate)))
-        threads_before = {t.ident for t in threading.enumerate()}
-        run = time_calls(call, refill, iterations=iterations, flusher=flusher, timer=timer)
-        torch.cuda.synchronize()
-        new_threads = [t.name for t in threading.enumerate() if t.ident not in threads_before | self.threads_at_load]
-        # Each set's outputs now come from its last timed call: the judge re-checks them. A
-        # value-returning solution is called once more per set (untimed) on those same inputs.
-        checked = []
-        for k in range(sets):
-            produced = set_outputs[k]
-            if not self.dps:
-                produced = self.call(set_inputs[k], set_outputs[k])
-                torch.cuda.synchronize()
-            name = f"timed{k}.safetensors"
-            save_file({n: t.detach().contiguous().cpu() for n, t in zip(self.output_names, produced)}, str(folder / name))
-            checked.append({"file": name, "seed": last_seed[k]})
+        batch = timed_batch(
+            self.call,
+            lambda s: self.inputs(workload, s),
+            self.outputs_for,
+            config=self.job["config"],
+            seed=seed,
+            flusher=flusher,
+            timer=timer,
+        )
+        self.batch = (index, batch)
+        # Threads the solution started (since it was loaded) that are still alive after timing.
+        new_threads = [
+            t.name for t in threading.enumerate() if t.ident not in self.threads_at_load and not isinstance(t, threading._DummyThread)
+        ]
+        run = batch.run
         return {
             "status": "ok",
             "method": run.method,
@@ -187,15 +177,44 @@ class Candidate:
             "host_call_us": run.host_call_us,
             "wall_us": run.wall_us,
             "activities_per_call": run.activities_per_call,
+            "kernel_names": run.kernel_names,
             "stray_gpu_work": run.stray,
             "new_threads": new_threads,
-            "rotation_sets": sets,
-            "regenerated_inputs": regenerate,
+            "rotation_sets": batch.sets,
+            "regenerated_inputs": batch.regenerate,
             "flush_bytes": flusher.bytes,
-            "checked": checked,
-            "iterations": iterations,
-            "warmup": config["warmup"],
+            "iterations": batch.iterations,
+            "warmup": batch.warmup,
+            "inside_seconds": batch.seconds,
+            **self.integrity(),
         }
+
+    def save_checked(self, index: int) -> dict[str, Any]:
+        """Each set's outputs come from its last timed call; the judge re-checks them. A
+        value-returning solution is called once more per set (untimed) on those same inputs."""
+        batch_index, batch = self.batch
+        assert batch_index == index
+        folder = self.out_dir / str(index)
+        checked = []
+        for k in range(batch.sets):
+            produced = batch.set_outputs[k]
+            if not self.dps:
+                produced = self.call(batch.set_inputs[k], batch.set_outputs[k])
+                self.torch.cuda.synchronize()
+            name = f"timed{k}.safetensors"
+            self.save(folder / name, produced)
+            checked.append({"file": name, "seed": batch.last_seed[k]})
+        self.batch = None
+        return {"status": "ok", "checked": checked, **self.integrity()}
+
+
+def _overlaps(a: Any, b: Any) -> bool:
+    if a.numel() == 0 or b.numel() == 0:
+        return False
+    a0, b0 = a.data_ptr(), b.data_ptr()
+    a1 = a0 + a.untyped_storage().nbytes()
+    b1 = b0 + b.untyped_storage().nbytes()
+    return a0 < b1 and b0 < a1
 
 
 def warm_up() -> str:
@@ -205,6 +224,8 @@ def warm_up() -> str:
     from flashinfer_bench.data import Definition  # noqa: F401
     from safetensors.torch import save_file  # noqa: F401
 
+    import tools.bench.batch  # noqa: F401
+    import tools.harness.guard  # noqa: F401
     import tools.harness.inputs  # noqa: F401
     import tools.harness.loading  # noqa: F401
     from tools.bench import timing
@@ -241,6 +262,8 @@ def main(job_path: str) -> int:
                 reply = candidate.trials(command["index"], command["seeds"])
             elif command["cmd"] == "time":
                 reply = candidate.time(command["index"], command["seed"])
+            elif command["cmd"] == "save":
+                reply = candidate.save_checked(command["index"])
             else:
                 reply = {"status": "RUNTIME_ERROR", "error": f"unknown command {command['cmd']!r}"}
         except BaseException as exc:  # CUDA errors poison the context: report, then leave
@@ -252,4 +275,8 @@ def main(job_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    # Run the importable module, not this __main__ copy, so the harness guard watches the very
+    # functions in use (tools.bench.solution_child.Candidate.call and friends).
+    from tools.bench.solution_child import main as module_main
+
+    sys.exit(module_main(sys.argv[1]))

@@ -36,6 +36,7 @@ class TimedRun:
     wall_us: list[float]  # start to completion, synchronize included
     activities_per_call: list[int]
     stray: list[dict[str, Any]] = field(default_factory=list)  # GPU work outside every bracket
+    kernel_names: list[str] = field(default_factory=list)  # what ran inside the timed calls
 
 
 class L2Flusher:
@@ -166,8 +167,10 @@ def _attribute(records: list[tuple[int, int, str]], brackets: list[Bracket], hos
         if not ours_or_timed:
             # Not in a timed call, not in our own input/flush work: something ran on its own.
             stray.append({"name": name[:120], "duration_us": round((end - start) / 1e3, 2)})
+    names: set[str] = set()
     for bracket in brackets:
-        inside = [(s, e) for s, e, _ in records if bracket.start_ns <= s <= bracket.completed_ns]
+        inside = [(s, e, n) for s, e, n in records if bracket.start_ns <= s <= bracket.completed_ns]
         counts.append(len(inside))
-        gpu.append((max(e for _, e in inside) - min(s for s, _ in inside)) / 1e3 if inside else 0.0)
-    return TimedRun("cupti activity records (all streams)", gpu, host_call, wall, counts, stray[:20])
+        names.update(n for _, _, n in inside)
+        gpu.append((max(e for _, e, _ in inside) - min(s for s, _, _ in inside)) / 1e3 if inside else 0.0)
+    return TimedRun("cupti activity records (all streams)", gpu, host_call, wall, counts, stray[:20], sorted(names)[:50])
