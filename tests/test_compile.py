@@ -10,6 +10,7 @@ import anyio
 import pytest
 from mcp import Client
 
+from tests.test_build_parsers import CAPPED, HUNGRY, WGMMA
 from tools.capabilities import find_cuda_tool
 from tools.errors import InvalidArgumentError, NotFoundError
 from tools.solution import MAX_FILE_BYTES, SolutionInput, check_signature, packed_json, resolve_solution, to_starter_kit
@@ -18,56 +19,19 @@ needs_nvcc = pytest.mark.skipif(find_cuda_tool("nvcc") is None, reason="nvcc not
 
 # The entry point (vector add, destination-passing) plus three kernels that are never launched but
 # whose compiled form the report must describe: a spilling one, a register-hungry one, a wgmma one.
-KERNEL_CU = r"""
-#include <cstdint>
-#include <tvm/ffi/container/tensor.h>
-#include <tvm/ffi/function.h>
-
+# The entry point (vector add, destination-passing) plus kernels that are never launched but whose
+# compiled form the report must describe: the parser tests' spilling, register-hungry and wgmma ones.
+KERNEL_CU = "\n".join(
+    [
+        "#include <tvm/ffi/container/tensor.h>",
+        "#include <tvm/ffi/function.h>",
+        CAPPED,  # small_kernel, local_array (a runtime-indexed array: spills)
+        HUNGRY,  # 48 live values: many registers unless capped
+        WGMMA,  # one warpgroup MMA (sm_90a)
+        r"""
 __global__ void add_kernel(const float* x, const float* y, float* out, long n) {
   long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
   if (i < n) out[i] = x[i] + y[i];
-}
-
-__global__ void spill_kernel(const float* a, float* out, const int* idx, int n) {
-  float buf[64];
-  int t = blockIdx.x * blockDim.x + threadIdx.x;
-#pragma unroll
-  for (int k = 0; k < 64; ++k) buf[k] = a[t * 64 + k] * (k + 1);
-  float acc = 0.f;
-  for (int k = 0; k < n; ++k) acc += buf[idx[k] & 63];
-  out[t] = acc;
-}
-
-__global__ void hungry_kernel(const float* a, float* out) {
-  float v[48];
-  int t = blockIdx.x * blockDim.x + threadIdx.x;
-#pragma unroll
-  for (int k = 0; k < 48; ++k) v[k] = a[t + k * 1024];
-  float acc = 0.f;
-#pragma unroll
-  for (int i = 0; i < 48; ++i)
-#pragma unroll
-    for (int j = i; j < 48; ++j) acc += v[i] * v[j];
-  out[t] = acc;
-}
-
-__global__ void wgmma_kernel(float* out, uint64_t layout_a, uint64_t layout_b) {
-  __shared__ __align__(128) unsigned short tiles[64 * 16 + 8 * 16];
-  tiles[threadIdx.x] = 0;
-  __syncthreads();
-  float d0 = 0.f, d1 = 0.f, d2 = 0.f, d3 = 0.f;
-  uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(tiles));
-  uint64_t desc_a = layout_a | ((base >> 4) & 0x3FFF);
-  uint64_t desc_b = layout_b | (((base + 2048) >> 4) & 0x3FFF);
-  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, %4, %5, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
-      : "l"(desc_a), "l"(desc_b), "r"(1));
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-  out[threadIdx.x * 4 + 0] = d0 + d1 + d2 + d3;
 }
 
 void run(tvm::ffi::TensorView x, tvm::ffi::TensorView y, tvm::ffi::TensorView out) {
@@ -77,7 +41,9 @@ void run(tvm::ffi::TensorView x, tvm::ffi::TensorView y, tvm::ffi::TensorView ou
                                        static_cast<float*>(out.data_ptr()), n);
 }
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(run, run);
-"""
+""",
+    ]
+)
 
 SPEC = {"language": "cuda", "entry_point": "kernel.cu::run"}
 
@@ -109,11 +75,11 @@ def test_cuda_build_reports_resources_and_sass(mcp_server):
     add = kernel(r, "add_kernel")
     assert 4 <= add["registers"] <= 32 and add["spill_store_bytes"] == 0
     assert add["sass"]["global_loads_by_width"] == {"32": 2}
-    spill = kernel(r, "spill_kernel")
+    spill = kernel(r, "local_array")
     assert spill["stack_frame_bytes"] > 0 and spill["sass"]["local_loads"] > 0
-    assert any("spill_kernel" in w for w in r["warnings"]) and any("local memory" in w or "spill" in w for w in r["warnings"])
-    assert kernel(r, "wgmma_kernel")["sass"]["tensor_core"]["HGMMA"] >= 1
-    free_registers = kernel(r, "hungry_kernel")["registers"]
+    assert any("local_array" in w for w in r["warnings"]) and any("local memory" in w or "spill" in w for w in r["warnings"])
+    assert kernel(r, "wgmma_tile")["sass"]["tensor_core"]["HGMMA"] >= 1
+    free_registers = kernel(r, "hungry(")["registers"]
     assert free_registers > 32
 
     # The same sources again: answered from the cache, well under a second.
@@ -130,7 +96,7 @@ def test_cuda_build_reports_resources_and_sass(mcp_server):
         {"solution": solution({"kernel.cu": KERNEL_CU}), "arch": "sm_90a", "extra_nvcc_flags": ["-maxrregcount=32"]},
     ).structured_content
     assert capped["status"] == "ok" and capped["cache_hit"] is False
-    assert kernel(capped, "hungry_kernel")["registers"] <= 32 < free_registers
+    assert kernel(capped, "hungry(")["registers"] <= 32 < free_registers
 
 
 @needs_nvcc
