@@ -207,3 +207,13 @@ def test_starter_kit_pack_unpack_round_trip(mcp_server, tmp_path: Path):
     assert packed_json(again) == packed_json(original)
     with pytest.raises(InvalidArgumentError, match="overwrite"):
         to_starter_kit(again, out)
+
+
+def test_an_attempt_id_names_the_solution_it_ran(mcp_server, server_and_app):
+    _, app = server_and_app
+    ran = resolve_solution(SolutionInput(files={"main.py": "def run(x, y, out):\n    out.copy_(x + y)\n"}, spec={"language": "python", "entry_point": "main.py::run"}, definition="vector_add_fp32", name="from-ledger"))
+    attempt = app.ledger.record(app.ledger.new_id(), solution=ran, parent=None, job_id=None, result={"aggregate": {"passed": 0, "total": 0}})
+    packed = call(mcp_server, "pack_solution", {"solution": {"attempt": attempt}}).structured_content
+    assert json.loads(packed["solution_json"])["sources"][0]["content"] == ran.sources[0].content
+    missing = call(mcp_server, "pack_solution", {"solution": {"attempt": "a9999"}})
+    assert missing.is_error and "Unknown attempt" in missing.content[0].text

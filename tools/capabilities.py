@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -95,8 +96,8 @@ def _wheel_bin_dirs() -> list[Path]:
 
 
 def find_cuda_tool(name: str) -> str | None:
-    """A CUDA toolkit binary: on PATH, under CUDA_HOME, in NVIDIA's tool wheels, or (ncu) in an
-    Nsight Compute install."""
+    """A CUDA toolkit binary: on PATH, under CUDA_HOME, in NVIDIA's tool wheels, in Triton's bundled
+    copies, or (ncu) in an Nsight Compute install."""
     found = shutil.which(name)
     if found:
         return found
@@ -106,6 +107,14 @@ def find_cuda_tool(name: str) -> str | None:
     for folder in _wheel_bin_dirs():
         if (folder / name).is_file():
             return str(folder / name)
+    override = os.environ.get(f"TRITON_{name.upper()}_PATH")  # Triton's bundled binaries, last
+    if override and Path(override).is_file():
+        return override
+    triton = importlib.util.find_spec("triton")
+    if triton and triton.submodule_search_locations:
+        bundled = Path(triton.submodule_search_locations[0]) / "backends" / "nvidia" / "bin" / name
+        if bundled.is_file():
+            return str(bundled)
     if name == "ncu":
         patterns = ["/opt/nvidia/nsight-compute/*/ncu", "/usr/local/cuda*/nsight-compute*/ncu"]
         hits = sorted(h for p in patterns for h in glob.glob(p))

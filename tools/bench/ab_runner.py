@@ -3,7 +3,6 @@ the judge checking each side's outputs (trials and the last timed calls) as run_
 
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
 import statistics
@@ -15,7 +14,7 @@ import anyio
 
 from tools.bench.abtest import ComparisonResult, WorkloadAB, paired_interval, round_order, summarize, verdict_for
 from tools.bench.evaluate import Evaluator, Plan
-from tools.bench.session import Reply, child_session, default_memory_limit, new_nonce
+from tools.bench.session import Reply, new_nonce, session_for
 from tools.ledger import solution_hash
 
 Progress = Callable[[int, int, str], None]
@@ -75,8 +74,7 @@ async def _interleaved(evaluator: Evaluator, plan_a: Plan, plan_b: Plan, built: 
     async with AsyncExitStack() as stack:
         sessions = {}
         for key, (_, job) in jobs.items():
-            nonce = json.loads(job.read_text())["nonce"]
-            sessions[key] = await stack.enter_async_context(child_session(procs[key], nonce=nonce, memory_limit=default_memory_limit()))
+            sessions[key] = await stack.enter_async_context(session_for(procs[key], job))
         hello = {key: await session.receive(180) for key, session in sessions.items()}
         broken = {k: r for k, r in hello.items() if not r.ok or r.message.get("event") != "ready"}
         for index, workload in enumerate(plan_a.workloads):

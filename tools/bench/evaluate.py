@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -26,9 +25,9 @@ from tools.bench.models import (
     BenchmarkResult,
 )
 from tools.bench.policy import Policy
-from tools.bench.pool import WarmPool
+from tools.bench.pool import WarmPool, spawn_child
 from tools.bench.report import assemble, compile_error, gpu_clocks
-from tools.bench.session import ChildSession, Reply, child_session, default_memory_limit, new_nonce
+from tools.bench.session import ChildSession, Reply, default_memory_limit, new_nonce, session_for
 from tools.build.compile import PROJECT_ROOT, Compiler
 from tools.build.targets import Target
 from tools.gpus import GpuPool, Lease
@@ -86,9 +85,7 @@ class Evaluator:
         env = self._child_env(lease)
         if not self.commands.warm:
             command = self.commands.solution if kind == "solution" else self.commands.judge
-            return await anyio.open_process(
-                [*command, str(job)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True
-            )
+            return await spawn_child([*command, str(job)], env)
         proc = await self.pool.take(kind, lease.gpu, env)
         if proc.returncode is None and proc.stdin is not None:
             try:
@@ -170,7 +167,7 @@ class Evaluator:
                 # Spares for the next job start importing now (CPU only, see pool.py).
                 await self.pool.replenish(lease.gpu, self._child_env(lease), {"solution": 2, "judge": 1})
                 phase("start_processes")
-                async with self._session(judge_proc, judge_job, lease, plan) as judge:
+                async with session_for(judge_proc, judge_job) as judge:
                     ready = await judge.receive(LOAD_TIMEOUT_S)
                     records = await self._run_solution(plan, plan.solution, candidate, run_dir / "candidate", seeds, timing_seeds, lease, step, first)
                     phase("candidate")
@@ -236,8 +233,7 @@ class Evaluator:
             if proc is None:  # the previous child died: a fresh one takes the remaining workloads
                 job = self._job_file(plan, solution, built, out_dir, new_nonce())
                 proc = await self._start("solution", lease, job)
-            nonce = json.loads(job.read_text())["nonce"]
-            async with child_session(proc, nonce=nonce, memory_limit=memory) as child:
+            async with session_for(proc, job, memory_limit=memory) as child:
                 proc = None
                 hello = await child.receive(LOAD_TIMEOUT_S)
                 if not hello.ok or hello.message.get("event") != "ready":
@@ -309,10 +305,6 @@ class Evaluator:
         path = run_dir / "judge_job.json"
         path.write_text(json.dumps(job))
         return path
-
-    def _session(self, proc: Any, job: Path, lease: Lease, plan: Plan) -> Any:
-        nonce = json.loads(job.read_text())["nonce"]
-        return child_session(proc, nonce=nonce, memory_limit=default_memory_limit())
 
     async def _judge(
         self,

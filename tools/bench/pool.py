@@ -22,6 +22,11 @@ WARM_MARKER = b"KDA-WARM\n"
 WARM_TIMEOUT_S = 180
 
 
+async def spawn_child(cmd: list[str], env: dict[str, str]) -> anyio.abc.Process:
+    """A child in a process group of its own (so it can be killed whole), pipes on all three streams."""
+    return await anyio.open_process(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+
+
 @dataclass
 class WarmPool:
     commands: dict[str, list[str]]  # kind -> command; the process gets '--warm' and waits for a job path
@@ -29,14 +34,7 @@ class WarmPool:
     _idle: dict[tuple[str, int], list[anyio.abc.Process]] = field(default_factory=lambda: defaultdict(list))
 
     async def spawn(self, kind: str, gpu: int, env: dict[str, str]) -> anyio.abc.Process:
-        return await anyio.open_process(
-            [*self.commands[kind], "--warm"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            start_new_session=True,
-        )
+        return await spawn_child([*self.commands[kind], "--warm"], env)
 
     async def take(self, kind: str, gpu: int, env: dict[str, str]) -> anyio.abc.Process:
         """A process of this kind for this GPU, warm (waited for) and never used before."""

@@ -167,5 +167,11 @@ async def child_session(proc: anyio.abc.Process, *, nonce: str, memory_limit: in
                 await proc.wait()
 
 
+def session_for(proc: anyio.abc.Process, job: Path, *, memory_limit: int | None = None) -> Any:
+    """The session of a child working on `job` (whose file holds the nonce its lines carry)."""
+    nonce = json.loads(job.read_text())["nonce"]
+    return child_session(proc, nonce=nonce, memory_limit=memory_limit or default_memory_limit())
+
+
 def new_nonce() -> str:
     return secrets.token_hex(8)

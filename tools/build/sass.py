@@ -13,11 +13,9 @@ never-true predicate `@!PT` (padding ptxas inserts) and NOPs are not counted.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -169,19 +167,8 @@ def _width_note(what: str, widths: dict[str, int]) -> str:
 
 
 def find_disassembler(name: str = "cuobjdump") -> str | None:
-    """A CUDA binary tool: on PATH, in the toolkit, in a pip wheel (nvidia-cuda-cuobjdump), or Triton's copy."""
-    found = find_cuda_tool(name)
-    if found:
-        return found
-    override = os.environ.get(f"TRITON_{name.upper()}_PATH")
-    if override and Path(override).is_file():
-        return override
-    for root in dict.fromkeys(p for p in sys.path if p and os.path.isdir(p)):
-        for pattern in (f"nvidia/*/bin/{name}", f"triton/backends/nvidia/bin/{name}"):
-            hits = sorted(glob.glob(os.path.join(root, pattern)))
-            if hits:
-                return hits[0]
-    return None
+    """cuobjdump or nvdisasm, wherever tools.capabilities.find_cuda_tool finds CUDA binaries."""
+    return find_cuda_tool(name)
 
 
 def disassemble(binary: Path, *, timeout: float = DISASSEMBLE_TIMEOUT_S) -> dict[str, SassFacts]:
