@@ -35,9 +35,9 @@ TVM_FFI_DLL_EXPORT_TYPED_FUNC(run, run);
 def main() -> None:
     import anyio
 
-    from tools.app import KdaApp
-    from tools.settings import Settings
-    from tools.solution import SolutionInput
+    from kda_mcp.tools.app import KdaApp
+    from kda_mcp.tools.settings import Settings
+    from kda_mcp.tools.solution import SolutionInput
 
     state = Path(tempfile.mkdtemp())
     app = KdaApp(Settings.resolve(state_dir=state / "state", cache_dir=state / "cache"))

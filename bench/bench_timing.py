@@ -29,14 +29,14 @@ CASES = [
 
 
 def make_app(state: Path):
-    from tools.app import KdaApp
-    from tools.settings import Settings
+    from kda_mcp.tools.app import KdaApp
+    from kda_mcp.tools.settings import Settings
 
     return KdaApp(Settings.resolve(state_dir=state / "state", cache_dir=state / "cache"))
 
 
 def solution_input(path: str):
-    from tools.solution import SolutionInput
+    from kda_mcp.tools.solution import SolutionInput
 
     return SolutionInput(path=str(REPO / "resources/dataset/solutions" / path))
 
@@ -66,8 +66,8 @@ def direct_cupti(definition_name: str, solution_path: str, axes: dict, app, iter
     from cupti import cupti
     from flashinfer_bench.data import Solution
 
-    from tools.harness.inputs import allocate_outputs, make_inputs
-    from tools.harness.loading import load_entry, write_sources
+    from kda_mcp.tools.harness.inputs import allocate_outputs, make_inputs
+    from kda_mcp.tools.harness.loading import load_entry, write_sources
 
     dataset = app.dataset()
     definition = dataset.definition(definition_name)
@@ -107,7 +107,7 @@ def direct_cupti(definition_name: str, solution_path: str, axes: dict, app, iter
 
 
 def fidelity(args: argparse.Namespace) -> dict:
-    from tools.bench.models import BenchmarkConfig
+    from kda_mcp.tools.evaluation.models import BenchmarkConfig
 
     app = make_app(Path(tempfile.mkdtemp()))
     rows = []
@@ -145,7 +145,7 @@ def dataset_wall(args: argparse.Namespace) -> dict:
     from flashinfer_bench.bench import Benchmark, BenchmarkConfig as FibConfig
     from flashinfer_bench.data import TraceSet
 
-    from tools.bench.models import BenchmarkConfig
+    from kda_mcp.tools.evaluation.models import BenchmarkConfig
 
     # The same work for both: every example and baseline solution on every workload, with
     # flashinfer-bench's defaults (10 warm-up, 50 iterations, 3 trials) on both sides.

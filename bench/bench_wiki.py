@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wiki_index import WikiIndex, WikiRoot  # noqa: E402
-from wiki_index.index import BUNDLED_PAGES  # noqa: E402
+from kda_mcp.wiki_index import WikiIndex, WikiRoot  # noqa: E402
+from kda_mcp.wiki_index.index import BUNDLED_PAGES  # noqa: E402
 
 QUERIES = [
     "tcgen05 TMEM allocation",

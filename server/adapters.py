@@ -14,7 +14,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
-from tools.errors import KdaError
+from kda_mcp.tools.errors import KdaError
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")

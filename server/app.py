@@ -4,9 +4,9 @@ import importlib.metadata
 
 from mcp.server.mcpserver import MCPServer
 
-from server import build, catalog, evaluation, integrity, knowledge, ledger, phases, profiling, uris
-from tools.app import KdaApp
-from tools.settings import Settings
+from kda_mcp.server import catalog, compile, evaluation, integrity, knowledge, ledger, phases, profiling, uris
+from kda_mcp.tools.app import KdaApp
+from kda_mcp.tools.settings import Settings
 
 INSTRUCTIONS = """\
 kda-mcp gives you the tools of a GPU-kernel optimization loop against real hardware.
@@ -33,7 +33,7 @@ def build_server(app: KdaApp) -> MCPServer:
         log_level="WARNING",
     )
     catalog.register(mcp, app)
-    build.register(mcp, app)
+    compile.register(mcp, app)
     evaluation.register(mcp, app)
     ledger.register(mcp, app)
     profiling.register(mcp, app)

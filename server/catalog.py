@@ -6,10 +6,10 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from server.adapters import compact, domain_errors, read_only
-from tools.app import KdaApp
-from tools.capabilities import Capabilities
-from tools.models import DefinitionDetail, DefinitionPage, WorkloadPage
+from kda_mcp.server.adapters import compact, domain_errors, read_only
+from kda_mcp.tools.app import KdaApp
+from kda_mcp.tools.capabilities import Capabilities
+from kda_mcp.tools.models import DefinitionDetail, DefinitionPage, WorkloadPage
 
 Offset = Annotated[int, Field(ge=0, description="Index of the first item to return; use next_offset from the previous page.")]
 Limit = Annotated[int, Field(ge=1, le=200, description="Items per page (1-200).")]

@@ -9,8 +9,8 @@ import os
 import sys
 import threading
 
-from tools.errors import KdaError
-from tools.settings import Settings
+from kda_mcp.tools.errors import KdaError
+from kda_mcp.tools.settings import Settings
 
 log = logging.getLogger("kda_mcp")
 
@@ -48,8 +48,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from server.app import create_app, version
-    from server.http import HttpOptions, check_bind, ephemeral_token, load_token, serve_http
+    from kda_mcp.server.app import create_app, version
+    from kda_mcp.server.http import HttpOptions, check_bind, ephemeral_token, load_token, serve_http
 
     settings = _settings(args)
     mcp, app = create_app(settings)
@@ -91,7 +91,7 @@ def _warm_wiki(app: object) -> None:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from tools.app import KdaApp
+    from kda_mcp.tools.app import KdaApp
 
     app = KdaApp(_settings(args))
     caps = app.capabilities()

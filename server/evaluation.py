@@ -7,12 +7,12 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from server.adapters import annotations, compact, domain_errors, read_only
-from server.build import SOLUTION_HELP
-from tools.app import KdaApp
-from tools.bench.models import BenchmarkConfig, BenchmarkResult
-from tools.jobs import FINISHED, JobView
-from tools.solution import SolutionInput
+from kda_mcp.server.adapters import annotations, compact, domain_errors, read_only
+from kda_mcp.server.compile import SOLUTION_HELP
+from kda_mcp.tools.app import KdaApp
+from kda_mcp.tools.evaluation.models import BenchmarkConfig, BenchmarkResult
+from kda_mcp.tools.jobs import FINISHED, JobView
+from kda_mcp.tools.solution import SolutionInput
 
 POLL_S = 2.0
 

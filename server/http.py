@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tools.errors import InvalidArgumentError
+from kda_mcp.tools.errors import InvalidArgumentError
 
 log = logging.getLogger(__name__)
 

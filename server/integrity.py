@@ -6,11 +6,11 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from server.adapters import annotations, compact, domain_errors
-from server.build import SOLUTION_HELP
-from server.evaluation import JobResponse, response, wait_with_progress
-from tools.app import KdaApp
-from tools.solution import SolutionInput
+from kda_mcp.server.adapters import annotations, compact, domain_errors
+from kda_mcp.server.compile import SOLUTION_HELP
+from kda_mcp.server.evaluation import JobResponse, response, wait_with_progress
+from kda_mcp.tools.app import KdaApp
+from kda_mcp.tools.solution import SolutionInput
 
 Workloads = Annotated[Literal["dev", "all"] | list[str], Field(description="'dev' (default), 'all', or workload uuids.")]
 Wait = Annotated[float, Field(ge=0, le=600, description="How long to wait before returning a job_id instead.")]

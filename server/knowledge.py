@@ -6,9 +6,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from server.adapters import compact, domain_errors, read_only
-from tools.app import KdaApp
-from wiki_index import WikiGrepResult, WikiPageText, WikiSearchResult
+from kda_mcp.server.adapters import compact, domain_errors, read_only
+from kda_mcp.tools.app import KdaApp
+from kda_mcp.wiki_index import WikiGrepResult, WikiPageText, WikiSearchResult
 
 PageType = Annotated[str | None, Field(max_length=50, description="Only pages of this type: hardware, technique, pattern, tool (external roots may add kernel, source, ...).")]
 Tag = Annotated[str | None, Field(max_length=100, description="Only pages carrying this tag, e.g. 'hopper' or 'cp.async'.")]

@@ -7,10 +7,10 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from server.adapters import annotations, compact, domain_errors, read_only
-from tools.app import KdaApp
-from tools.errors import KdaError
-from tools.ledger import AttemptDetail, AttemptPage, NoteView
+from kda_mcp.server.adapters import annotations, compact, domain_errors, read_only
+from kda_mcp.tools.app import KdaApp
+from kda_mcp.tools.errors import KdaError
+from kda_mcp.tools.ledger import AttemptDetail, AttemptPage, NoteView
 
 AttemptId = Annotated[str, Field(min_length=2, max_length=20, description="Attempt id such as 'a7'.")]
 

@@ -8,9 +8,9 @@ from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
 from mcp.server.mcpserver.resources import FunctionResource
 from pydantic import Field
 
-from server.adapters import domain_errors, read_only
-from tools.app import KdaApp
-from tools.phases import PhasePrompt, find_phase
+from kda_mcp.server.adapters import domain_errors, read_only
+from kda_mcp.tools.app import KdaApp
+from kda_mcp.tools.phases import PhasePrompt, find_phase
 
 Text = Annotated[str | None, Field(max_length=2000)]
 

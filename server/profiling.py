@@ -7,13 +7,13 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from server.adapters import annotations, compact, domain_errors, read_only
-from server.build import SOLUTION_HELP
-from server.evaluation import JobResponse, response, wait_with_progress
-from tools.app import KdaApp
-from tools.errors import KdaError
-from tools.profile.models import ProfileComparison
-from tools.solution import SolutionInput
+from kda_mcp.server.adapters import annotations, compact, domain_errors, read_only
+from kda_mcp.server.compile import SOLUTION_HELP
+from kda_mcp.server.evaluation import JobResponse, response, wait_with_progress
+from kda_mcp.tools.app import KdaApp
+from kda_mcp.tools.errors import KdaError
+from kda_mcp.tools.profile.models import ProfileComparison
+from kda_mcp.tools.solution import SolutionInput
 
 ProfileId = Annotated[str, Field(min_length=2, max_length=20, description="Profile id such as 'p4' (from profile_solution).")]
 

@@ -5,8 +5,8 @@ import json
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 
-from tools.app import KdaApp
-from tools.errors import KdaError
+from kda_mcp.tools.app import KdaApp
+from kda_mcp.tools.errors import KdaError
 
 
 def register(mcp: MCPServer, app: KdaApp) -> None:

@@ -47,14 +47,14 @@ def isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def settings(isolated_dirs: dict[str, Path]):
-    from tools.settings import Settings
+    from kda_mcp.tools.settings import Settings
 
     return Settings.resolve(dataset=None, wiki_paths=[], state_dir=isolated_dirs["state"], cache_dir=isolated_dirs["cache"])
 
 
 @pytest.fixture(scope="session")
 def server_and_app(settings):
-    from server.app import create_app
+    from kda_mcp.server.app import create_app
 
     return create_app(settings)
 
@@ -83,4 +83,4 @@ def kda_mcp_command() -> list[str]:
     exe = shutil.which("kda-mcp") or str(Path(os.sys.executable).with_name("kda-mcp"))
     if Path(exe).exists():
         return [exe]
-    return [os.sys.executable, "-m", "server.cli"]
+    return [os.sys.executable, "-m", "kda_mcp.server.cli"]

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from tools.bench.protocol import encode
+from kda_mcp.tools.evaluation.protocol import encode
 
 
 def send(nonce: str, message: dict) -> None:

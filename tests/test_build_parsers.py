@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tools.build import sass as sass_module
-from tools.build.diagnostics import parse_diagnostics
-from tools.build.models import KernelResources, SassFacts
-from tools.build.ptxas import parse_ptxas_info
-from tools.build.sass import disassemble, find_disassembler, summarize_sass
-from tools.capabilities import find_cuda_tool
-from tools.errors import InvalidArgumentError, UnavailableError
+from kda_mcp.tools.compile import sass as sass_module
+from kda_mcp.tools.compile.diagnostics import parse_diagnostics
+from kda_mcp.tools.compile.models import KernelResources, SassFacts
+from kda_mcp.tools.compile.ptxas import parse_ptxas_info
+from kda_mcp.tools.compile.sass import disassemble, find_disassembler, summarize_sass
+from kda_mcp.tools.capabilities import find_cuda_tool
+from kda_mcp.tools.errors import InvalidArgumentError, UnavailableError
 
 NVCC = find_cuda_tool("nvcc")
 HAS_CUOBJDUMP = find_disassembler("cuobjdump") is not None

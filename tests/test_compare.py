@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from tools.bench.compare import bytes_moved, compare_outputs, compare_tensor, unchanged
-from tools.bench.stats import geomean, quantile, summarize
+from kda_mcp.tools.evaluation.compare import bytes_moved, compare_outputs, compare_tensor, unchanged
+from kda_mcp.tools.evaluation.stats import geomean, quantile, summarize
 
 
 def check(out, ref, atol=1e-2, rtol=1e-2, ratio=None):

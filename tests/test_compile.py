@@ -11,9 +11,9 @@ import pytest
 from mcp import Client
 
 from tests.test_build_parsers import CAPPED, HUNGRY, WGMMA
-from tools.capabilities import find_cuda_tool
-from tools.errors import InvalidArgumentError, NotFoundError
-from tools.solution import MAX_FILE_BYTES, SolutionInput, check_signature, packed_json, resolve_solution, to_starter_kit
+from kda_mcp.tools.capabilities import find_cuda_tool
+from kda_mcp.tools.errors import InvalidArgumentError, NotFoundError
+from kda_mcp.tools.solution import MAX_FILE_BYTES, SolutionInput, check_signature, packed_json, resolve_solution, to_starter_kit
 
 needs_nvcc = pytest.mark.skipif(find_cuda_tool("nvcc") is None, reason="nvcc not installed")
 

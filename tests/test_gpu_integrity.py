@@ -90,7 +90,7 @@ CHEATS = {
         "background_threads",
     ),
     "timer_patch": (
-        "import torch\nimport tools.bench.timing as t\n_orig = t._attribute\n"
+        "import torch\nimport tools.evaluation.timing as t\n_orig = t._attribute\n"
         "def _fast(*a, **k):\n    run = _orig(*a, **k)\n    run.gpu_us = [g / 100 for g in run.gpu_us]\n    return run\n"
         "t._attribute = _fast\n"
         "def run(x, y, out):\n    torch.add(x, y, out=out)\n",
@@ -98,7 +98,7 @@ CHEATS = {
         "harness_tampered",
     ),
     "fake_timing_batch": (
-        "import torch\nimport tools.bench.batch as b\nfrom tools.bench.timing import TimedRun\n_orig = b.time_calls\n"
+        "import torch\nimport tools.evaluation.batch as b\nfrom tools.evaluation.timing import TimedRun\n_orig = b.time_calls\n"
         "def _fake(call, prepare, *, iterations, flusher, timer):\n    real = _orig(call, prepare, iterations=iterations, flusher=flusher, timer=timer)\n"
         "    return TimedRun('cupti activity records (all streams)', [1.0] * iterations, [1.0] * iterations, [2.0] * iterations, [1] * iterations)\n"
         "b.time_calls = _fake\n"

@@ -16,9 +16,9 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from starlette.testclient import TestClient
 
-from server.http import HttpOptions, build_http_app, check_bind, load_token
+from kda_mcp.server.http import HttpOptions, build_http_app, check_bind, load_token
 from tests.conftest import REPO, child_env, free_port, kda_mcp_command
-from tools.errors import InvalidArgumentError
+from kda_mcp.tools.errors import InvalidArgumentError
 
 TOKEN = "test-token-0123456789"
 INIT = {
@@ -32,7 +32,7 @@ MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": 
 
 @pytest.fixture()
 def http_client(settings):
-    from server.app import create_app
+    from kda_mcp.server.app import create_app
 
     mcp, _ = create_app(settings)  # a fresh server: custom routes register once per server object
     app = build_http_app(mcp, HttpOptions(token=TOKEN, max_body_bytes=64 * 1024), health={"server": "kda-mcp"})

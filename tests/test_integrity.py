@@ -10,10 +10,10 @@ import torch
 from flashinfer_bench.data import Solution
 
 from tests.test_jobs_and_isolation import evaluate
-from tools.bench.abtest import WorkloadAB, paired_interval, round_order, summarize, verdict_for
-from tools.bench.policy import Policy, kernel_findings, runtime_findings, static_findings
-from tools.harness.guard import ForbiddenCalls, HarnessGuard
-from tools.sanitize import parse_sanitizer
+from kda_mcp.tools.evaluation.abtest import WorkloadAB, paired_interval, round_order, summarize, verdict_for
+from kda_mcp.tools.evaluation.policy import Policy, kernel_findings, runtime_findings, static_findings
+from kda_mcp.tools.harness.guard import ForbiddenCalls, HarnessGuard
+from kda_mcp.tools.sanitize.parse import parse_sanitizer
 
 GEMM_POLICY = Policy(
     forbidden_calls=["torch.matmul", "torch.nn.functional.linear", "torch.Tensor.__matmul__", "torch.Tensor.mm"],
@@ -83,18 +83,18 @@ def test_forbidden_calls_are_counted_and_still_work():
 
 
 def test_harness_guard_notices_replaced_functions(monkeypatch):
-    guard = HarnessGuard(("time.perf_counter", "torch.Tensor.copy_", "tools.bench.timing.time_calls", "no.such.thing"))
+    guard = HarnessGuard(("time.perf_counter", "torch.Tensor.copy_", "kda_mcp.tools.evaluation.timing.time_calls", "no.such.thing"))
     assert guard.changed() == []
     monkeypatch.setattr(time, "perf_counter", lambda: 0.0)
     assert guard.changed() == ["time.perf_counter"]
     monkeypatch.undo()
 
-    import tools.bench.timing as timing
+    import kda_mcp.tools.evaluation.timing as timing
 
     original = timing.time_calls.__code__
     try:
         timing.time_calls.__code__ = (lambda *a, **k: None).__code__  # patched in place: same object, new code
-        assert guard.changed() == ["tools.bench.timing.time_calls"]
+        assert guard.changed() == ["kda_mcp.tools.evaluation.timing.time_calls"]
     finally:
         timing.time_calls.__code__ = original
     assert guard.changed() == []

@@ -13,17 +13,17 @@ from flashinfer_bench.data import Solution
 from mcp import Client
 
 from tests.conftest import REPO
-from tools.bench.evaluate import ChildCommands, Evaluator, Plan
-from tools.bench.models import BenchmarkConfig
-from tools.build.cache import BuildCache
-from tools.build.compile import Compiler
-from tools.build.targets import Target
-from tools.errors import InvalidArgumentError, KdaError, NotFoundError
-from tools.gpus import GpuPool
-from tools.jobs import JobRunner
-from tools.ledger import Ledger
-from tools.settings import Settings
-from tools.store import Store
+from kda_mcp.tools.evaluation.evaluate import ChildCommands, Evaluator, Plan
+from kda_mcp.tools.evaluation.models import BenchmarkConfig
+from kda_mcp.tools.compile.cache import BuildCache
+from kda_mcp.tools.compile.compile import Compiler
+from kda_mcp.tools.compile.targets import Target
+from kda_mcp.tools.errors import InvalidArgumentError, KdaError, NotFoundError
+from kda_mcp.tools.gpus import GpuPool
+from kda_mcp.tools.jobs import JobRunner
+from kda_mcp.tools.ledger import Ledger
+from kda_mcp.tools.settings import Settings
+from kda_mcp.tools.store import Store
 
 # ---- jobs
 
@@ -67,7 +67,7 @@ def test_job_failures_are_reported_not_raised(runner: JobRunner):
 
 
 def test_cancel_kills_the_child_process(runner: JobRunner, tmp_path: Path):
-    from tools.procs import run_process
+    from kda_mcp.tools.procs import run_process
 
     marker = tmp_path / "pid"
 
@@ -211,7 +211,7 @@ def test_run_benchmark_without_gpu_says_so(mcp_server, server_and_app):
 
 def evaluate(tmp_path: Path, mode: str, *, timeout: float = 20, memory_gb: float | None = None):
     settings = Settings.resolve(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache")
-    from tools.dataset import Dataset
+    from kda_mcp.tools.dataset import Dataset
 
     dataset = Dataset.load(settings.dataset_path)
     definition = dataset.definition("vector_add_fp32")

@@ -13,12 +13,12 @@ import anyio
 import pytest
 from mcp import Client
 
-from tools.capabilities import CounterAccess
-from tools.errors import InvalidArgumentError, UnavailableError
-from tools.profile import capture as capture_module
-from tools.profile.compare import compare
-from tools.profile.models import KernelProfile, ProfileSummary, StallReason
-from tools.profile.summary import classify, summarize_report
+from kda_mcp.tools.capabilities import CounterAccess
+from kda_mcp.tools.errors import InvalidArgumentError, UnavailableError
+from kda_mcp.tools.profile import capture as capture_module
+from kda_mcp.tools.profile.compare import compare
+from kda_mcp.tools.profile.models import KernelProfile, ProfileSummary, StallReason
+from kda_mcp.tools.profile.summary import classify, summarize_report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ncu"
 pytest.importorskip("ncu_report", reason="pip install ncu-report to read .ncu-rep files")
@@ -135,7 +135,7 @@ def test_ncu_command_scopes_to_the_call(tmp_path):
     joined = " ".join(cmd)
     assert "--clock-control none" in joined and "--nvtx-include kda/" in joined and "--set full" in joined
     assert "--kernel-name regex:gemm.*" in joined and "--launch-skip 2" in joined and "--launch-count 3" in joined
-    assert cmd[-3:-1] == ["-m", "tools.profile.child"]
+    assert cmd[-3:-1] == ["-m", "kda_mcp.tools.profile.child"]
     with pytest.raises(InvalidArgumentError, match="regular expression"):
         capture_module.check_regex("gemm(")
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tools.errors import InvalidArgumentError, NotFoundError
-from wiki_index import WikiIndex, WikiRoot, default_roots
-from wiki_index import cache as wiki_cache
-from wiki_index.analyzer import analyze, phrase_terms
-from wiki_index.frontmatter import as_list, split_front_matter
-from wiki_index.grep import MAX_LINE_CHARS, required_literal
-from wiki_index.index import BUNDLED_PAGES
-from wiki_index.pages import parse_page
+from kda_mcp.tools.errors import InvalidArgumentError, NotFoundError
+from kda_mcp.wiki_index import WikiIndex, WikiRoot, default_roots
+from kda_mcp.wiki_index import cache as wiki_cache
+from kda_mcp.wiki_index.analyzer import analyze, phrase_terms
+from kda_mcp.wiki_index.frontmatter import as_list, split_front_matter
+from kda_mcp.wiki_index.grep import MAX_LINE_CHARS, required_literal
+from kda_mcp.wiki_index.index import BUNDLED_PAGES
+from kda_mcp.wiki_index.pages import parse_page
 
 REPO = Path(__file__).resolve().parents[1]
 KERNELWIKI = Path(os.environ.get("KDA_KERNELWIKI_PATH") or REPO.parent / "shared" / "kernelwiki")

@@ -15,32 +15,32 @@ from pathlib import Path
 
 from flashinfer_bench.data import Definition, Solution, Workload
 
-import resources
-from tools.bench.ab_runner import ab_plans, compare_solutions
-from tools.bench.evaluate import Evaluator, Plan
-from tools.bench.models import BenchmarkConfig
-from tools.bench.policy import Policy
-from tools.build.cache import BuildCache
-from tools.build.compile import Compiler
-from tools.build.result import CompileResult
-from tools.build.targets import Target, default_target, parse_target
-from tools.capabilities import Capabilities, CapabilityCache
-from tools.dataset import Dataset
-from tools.errors import InvalidArgumentError, KdaError, UnavailableError, not_found
-from tools.gpus import GpuPool
-from tools.jobs import JobContext, JobRunner, await_future
-from tools.ledger import Ledger
-from tools.phases import PhasePrompt, load_phase_prompts
-from tools.profile.capture import CaptureRequest, capture, check_regex, preflight
-from tools.profile.compare import compare
-from tools.profile.models import ProfileComparison, ProfileSummary
-from tools.profile.summary import summarize_report
-from tools.sanitize import SanitizeResult, build_job, sanitize
-from tools.settings import Settings
-from tools.solution import SolutionInput, check_signature, resolve_solution
-from tools.store import Store
-from tools.traces import write_traces
-from wiki_index import WikiIndex, default_roots
+from kda_mcp import resources
+from kda_mcp.tools.evaluation.ab_runner import ab_plans, compare_solutions
+from kda_mcp.tools.evaluation.evaluate import Evaluator, Plan
+from kda_mcp.tools.evaluation.models import BenchmarkConfig
+from kda_mcp.tools.evaluation.policy import Policy
+from kda_mcp.tools.compile.cache import BuildCache
+from kda_mcp.tools.compile.compile import Compiler
+from kda_mcp.tools.compile.result import CompileResult
+from kda_mcp.tools.compile.targets import Target, default_target, parse_target
+from kda_mcp.tools.capabilities import Capabilities, CapabilityCache
+from kda_mcp.tools.dataset import Dataset
+from kda_mcp.tools.errors import InvalidArgumentError, KdaError, UnavailableError, not_found
+from kda_mcp.tools.gpus import GpuPool
+from kda_mcp.tools.jobs import JobContext, JobRunner, await_future
+from kda_mcp.tools.ledger import Ledger
+from kda_mcp.tools.phases import PhasePrompt, load_phase_prompts
+from kda_mcp.tools.profile.capture import CaptureRequest, capture, check_regex, preflight
+from kda_mcp.tools.profile.compare import compare
+from kda_mcp.tools.profile.models import ProfileComparison, ProfileSummary
+from kda_mcp.tools.profile.summary import summarize_report
+from kda_mcp.tools.sanitize.parse import SanitizeResult, build_job, sanitize
+from kda_mcp.tools.settings import Settings
+from kda_mcp.tools.solution import SolutionInput, check_signature, resolve_solution
+from kda_mcp.tools.store import Store
+from kda_mcp.tools.traces import write_traces
+from kda_mcp.wiki_index import WikiIndex, default_roots
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from tools.models import Result
+from kda_mcp.tools.models import Result
 
 PROBE_TIMEOUT_S = 20
 

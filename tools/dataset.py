@@ -16,8 +16,8 @@ from typing import Any
 from flashinfer_bench.data import AxisConst, Definition, Solution, Trace, Workload
 from pydantic import ValidationError
 
-from tools.errors import DatasetError, InvalidArgumentError, NotFoundError, not_found
-from tools.models import (
+from kda_mcp.tools.errors import DatasetError, InvalidArgumentError, NotFoundError, not_found
+from kda_mcp.tools.models import (
     AxisInfo,
     DefinitionDetail,
     DefinitionPage,

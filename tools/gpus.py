@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.lowlevel
 
-from tools.errors import UnavailableError
+from kda_mcp.tools.errors import UnavailableError
 
 
 @dataclass

@@ -22,9 +22,9 @@ import anyio.from_thread
 import anyio.to_thread
 from pydantic import Field
 
-from tools.errors import KdaError, NotFoundError, not_found
-from tools.models import Result
-from tools.store import Store, dumps, now
+from kda_mcp.tools.errors import KdaError, NotFoundError, not_found
+from kda_mcp.tools.models import Result
+from kda_mcp.tools.store import Store, dumps, now
 
 log = logging.getLogger(__name__)
 

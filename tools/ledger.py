@@ -11,9 +11,9 @@ from typing import Any, Literal
 from flashinfer_bench.data import Solution
 from pydantic import Field
 
-from tools.errors import InvalidArgumentError, not_found
-from tools.models import Result
-from tools.store import Store, dumps, now
+from kda_mcp.tools.errors import InvalidArgumentError, not_found
+from kda_mcp.tools.models import Result
+from kda_mcp.tools.store import Store, dumps, now
 
 Verdict = Literal["idea", "keep", "revise", "reject"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tools.errors import InvalidArgumentError, KdaError, not_found
+from kda_mcp.tools.errors import InvalidArgumentError, KdaError, not_found
 
 
 @dataclass(frozen=True)

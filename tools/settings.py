@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import resources
+from kda_mcp import resources
 
 
 def _user_dir(env_var: str, xdg_var: str, fallback: str) -> Path:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from flashinfer_bench.data import BuildSpec, Definition, Solution, SourceFile
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tools.errors import InvalidArgumentError, NotFoundError
+from kda_mcp.tools.errors import InvalidArgumentError, NotFoundError
 
 MAX_FILE_BYTES = 1 * 1024 * 1024
 MAX_TOTAL_BYTES = 4 * 1024 * 1024

@@ -22,7 +22,7 @@ from flashinfer_bench.data import (
     Workload,
 )
 
-from tools.bench.models import BenchmarkResult
+from kda_mcp.tools.evaluation.models import BenchmarkResult
 
 
 def _safe(name: str) -> str:

@@ -4,8 +4,8 @@
 package does not depend on the MCP layer; the server wraps it in tools.
 """
 
-from wiki_index.index import WikiIndex, default_roots
-from wiki_index.models import (
+from kda_mcp.wiki_index.index import WikiIndex, default_roots
+from kda_mcp.wiki_index.models import (
     WikiCount,
     WikiGrepMatch,
     WikiGrepResult,
@@ -16,7 +16,7 @@ from wiki_index.models import (
     WikiSearchResult,
     WikiStatus,
 )
-from wiki_index.pages import Page, WikiRoot
+from kda_mcp.wiki_index.pages import Page, WikiRoot
 
 __all__ = [
     "Page",

@@ -20,8 +20,8 @@ except ImportError:  # pragma: no cover - older interpreters
     import sre_constants  # type: ignore[no-redef]
     import sre_parse  # type: ignore[no-redef]
 
-from tools.errors import InvalidArgumentError
-from wiki_index.pages import Page
+from kda_mcp.tools.errors import InvalidArgumentError
+from kda_mcp.wiki_index.pages import Page
 
 MAX_PATTERN_CHARS = 300
 MAX_LINE_CHARS = 300

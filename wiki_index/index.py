@@ -23,10 +23,10 @@ from whoosh.index import Index
 from whoosh.searching import Searcher
 from whoosh.scoring import BM25F
 
-from tools.errors import InvalidArgumentError, not_found
-from wiki_index import cache, store
-from wiki_index.grep import compile_pattern, scan
-from wiki_index.models import (
+from kda_mcp.tools.errors import InvalidArgumentError, not_found
+from kda_mcp.wiki_index import cache, store
+from kda_mcp.wiki_index.grep import compile_pattern, scan
+from kda_mcp.wiki_index.models import (
     WikiCount,
     WikiGrepMatch,
     WikiGrepResult,
@@ -37,10 +37,10 @@ from wiki_index.models import (
     WikiSearchResult,
     WikiStatus,
 )
-from wiki_index.pages import Heading, Page, WikiRoot, discover, parse_page
-from wiki_index.query import parse_query, to_whoosh
-from wiki_index.refs import PageTable
-from wiki_index.snippets import highlight_pattern, make_snippet, plain_text
+from kda_mcp.wiki_index.pages import Heading, Page, WikiRoot, discover, parse_page
+from kda_mcp.wiki_index.query import parse_query, to_whoosh
+from kda_mcp.wiki_index.refs import PageTable
+from kda_mcp.wiki_index.snippets import highlight_pattern, make_snippet, plain_text
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from wiki_index.frontmatter import as_list, as_text, split_front_matter
+from kda_mcp.wiki_index.frontmatter import as_list, as_text, split_front_matter
 
 MAX_PAGE_BYTES = 4 * 1024 * 1024  # a larger .md file is a data dump, not a page
 SKIPPED_DIRS = frozenset({"node_modules", "__pycache__"})

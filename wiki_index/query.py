@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from whoosh import query as wq
 
-from wiki_index.analyzer import phrase_terms, query_groups, surfaces
-from wiki_index.store import FIELD_BOOSTS
+from kda_mcp.wiki_index.analyzer import phrase_terms, query_groups, surfaces
+from kda_mcp.wiki_index.store import FIELD_BOOSTS
 
 MAX_QUERY_CHARS = 500
 MAX_CLAUSES = 24

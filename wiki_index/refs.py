@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from tools.errors import InvalidArgumentError, not_found
-from wiki_index.pages import Page
+from kda_mcp.tools.errors import InvalidArgumentError, not_found
+from kda_mcp.wiki_index.pages import Page
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 

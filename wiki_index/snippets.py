@@ -11,7 +11,7 @@ import itertools
 import os
 import re
 
-from wiki_index.analyzer import normalize_word
+from kda_mcp.wiki_index.analyzer import normalize_word
 
 MAX_SNIPPET_CHARS = 240
 _WINDOW = 190  # text chars in a snippet; the rest of the budget goes to marks and ellipses

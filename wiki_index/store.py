@@ -19,8 +19,8 @@ from whoosh.fields import ID, KEYWORD, TEXT, Schema
 from whoosh.filedb.filestore import RamStorage
 from whoosh.index import Index
 
-from wiki_index.analyzer import ANALYZER_VERSION, KernelAnalyzer
-from wiki_index.pages import Heading, Page
+from kda_mcp.wiki_index.analyzer import ANALYZER_VERSION, KernelAnalyzer
+from kda_mcp.wiki_index.pages import Heading, Page
 
 SCHEMA_VERSION = "1"
 INDEX_NAME = "wiki"

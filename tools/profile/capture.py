@@ -11,12 +11,12 @@ from typing import Literal
 
 from flashinfer_bench.data import Definition, Solution, Workload
 
-from tools.bench.evaluate import Built
-from tools.build.compile import PROJECT_ROOT
-from tools.capabilities import CounterAccess, find_cuda_tool
-from tools.errors import InvalidArgumentError, KdaError, UnavailableError
-from tools.gpus import Lease
-from tools.procs import run_process, scrubbed_env
+from kda_mcp.tools.evaluation.evaluate import Built
+from kda_mcp.tools.compile.compile import PROJECT_ROOT
+from kda_mcp.tools.capabilities import CounterAccess, find_cuda_tool
+from kda_mcp.tools.errors import InvalidArgumentError, KdaError, UnavailableError
+from kda_mcp.tools.gpus import Lease
+from kda_mcp.tools.procs import run_process, scrubbed_env
 
 ProfileSet = Literal["quick", "full", "source"]
 # quick: speed-of-light, launch, occupancy and warp stalls (seconds); full: every section;
@@ -86,7 +86,7 @@ def command(ncu: str, request: CaptureRequest, job_path: Path) -> list[str]:
         cmd += ["--import-source", "yes"]
     if request.kernels:
         cmd += ["--kernel-name", f"regex:{request.kernels}"]
-    return [*cmd, sys.executable, "-m", "tools.profile.child", str(job_path)]
+    return [*cmd, sys.executable, "-m", "kda_mcp.tools.profile.child", str(job_path)]
 
 
 async def capture(request: CaptureRequest, lease: Lease, ncu: str) -> tuple[Path, str, float]:

@@ -18,8 +18,8 @@ def main(job_path: str) -> int:
     import torch
     from flashinfer_bench.data import Definition, Solution, Workload
 
-    from tools.harness.inputs import allocate_outputs, make_inputs
-    from tools.harness.loading import load_entry
+    from kda_mcp.tools.harness.inputs import allocate_outputs, make_inputs
+    from kda_mcp.tools.harness.loading import load_entry
 
     job = json.loads(Path(job_path).read_text())
     solution = Solution.model_validate_json(job["solution"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.profile.models import KernelDelta, KernelProfile, ProfileComparison, ProfileSummary
+from kda_mcp.tools.profile.models import KernelDelta, KernelProfile, ProfileComparison, ProfileSummary
 
 KEY_METRICS = (
     "registers",

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from tools.models import Result
+from kda_mcp.tools.models import Result
 
 
 class Evidence(Result):

@@ -12,8 +12,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
-from tools.errors import UnavailableError
-from tools.profile.models import Bottleneck, Evidence, Finding, KernelProfile, Roofline, SourceLine, StallReason
+from kda_mcp.tools.errors import UnavailableError
+from kda_mcp.tools.profile.models import Bottleneck, Evidence, Finding, KernelProfile, Roofline, SourceLine, StallReason
 
 # Candidate metric names, most specific first.
 M = {

@@ -1,6 +1,6 @@
 """Child process that builds a CUDA/C++ solution into a loadable library.
 
-Run as `python -m tools.build.cuda_child JOB.json`. It lives in its own process (and process
+Run as `python -m tools.compile.cuda_child JOB.json`. It lives in its own process (and process
 group) so a build can be timed out or cancelled by killing the group, nvcc and ninja included.
 Everything it prints is the build log the parent parses; the outcome goes to result.json.
 """

@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from tools.bench.stats import geomean
-from tools.models import Result
+from kda_mcp.tools.evaluation.stats import geomean
+from kda_mcp.tools.models import Result
 
 Verdict = Literal["b_faster", "b_slower", "no_significant_difference", "not_comparable"]
 

@@ -7,11 +7,11 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from server.adapters import annotations, compact, domain_errors, with_heartbeat
-from tools.app import KdaApp
-from tools.build.result import CompileResult
-from tools.errors import InvalidArgumentError
-from tools.solution import SolutionInput, packed_json, to_starter_kit
+from kda_mcp.server.adapters import annotations, compact, domain_errors, with_heartbeat
+from kda_mcp.tools.app import KdaApp
+from kda_mcp.tools.compile.result import CompileResult
+from kda_mcp.tools.errors import InvalidArgumentError
+from kda_mcp.tools.solution import SolutionInput, packed_json, to_starter_kit
 
 SOLUTION_HELP = (
     "The solution, in one of four forms: {files: {path: content}, spec: {language, entry_point, "

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from tools.build.models import Diagnostic, KernelResources
-from tools.models import Result
+from kda_mcp.tools.compile.models import Diagnostic, KernelResources
+from kda_mcp.tools.models import Result
 
 
 class CompileResult(Result):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tools.errors import InvalidArgumentError
+from kda_mcp.tools.errors import InvalidArgumentError
 
 # Arch-specific ('a') targets unlock wgmma/setmaxnreg (sm_90a) and tcgen05/TMEM (sm_100a); a plain
 # sm_90 build silently loses them, so GPUs that have such a target default to it.

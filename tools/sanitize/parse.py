@@ -15,13 +15,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from tools.bench.evaluate import Built
-from tools.build.compile import PROJECT_ROOT
-from tools.capabilities import find_cuda_tool
-from tools.errors import KdaError, UnavailableError
-from tools.gpus import Lease
-from tools.models import Result
-from tools.procs import run_process, scrubbed_env
+from kda_mcp.tools.evaluation.evaluate import Built
+from kda_mcp.tools.compile.compile import PROJECT_ROOT
+from kda_mcp.tools.capabilities import find_cuda_tool
+from kda_mcp.tools.errors import KdaError, UnavailableError
+from kda_mcp.tools.gpus import Lease
+from kda_mcp.tools.models import Result
+from kda_mcp.tools.procs import run_process, scrubbed_env
 
 SanitizerTool = Literal["memcheck", "racecheck", "initcheck", "synccheck"]
 PREFIX = "========= "
@@ -135,7 +135,7 @@ async def sanitize(
     cmd = [sanitizer, "--tool", tool, "--print-limit", "200", "--show-backtrace", "device"]
     if tool == "racecheck":
         cmd += ["--racecheck-report", "all"]
-    cmd += [sys.executable, "-m", "tools.profile.child", str(job_path)]
+    cmd += [sys.executable, "-m", "kda_mcp.tools.profile.child", str(job_path)]
     outcome = await run_process(cmd, timeout=timeout_s, env=env, cwd=work_dir)
     if outcome.timed_out:
         raise KdaError(f"compute-sanitizer ran past {timeout_s:.0f} s and was stopped; try the smallest workload (sanitizers slow kernels down 10-100x).")

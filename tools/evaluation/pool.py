@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
-from tools.procs import kill_group
+from kda_mcp.tools.procs import kill_group
 
 WARM_MARKER = b"KDA-WARM\n"
 WARM_TIMEOUT_S = 180

@@ -21,8 +21,8 @@ import anyio
 import anyio.abc
 from anyio.streams.text import TextReceiveStream
 
-from tools.bench.protocol import decode
-from tools.procs import kill_group
+from kda_mcp.tools.evaluation.protocol import decode
+from kda_mcp.tools.procs import kill_group
 
 MEMORY_POLL_S = 0.25
 

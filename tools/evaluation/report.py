@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from tools.bench.models import (
+from kda_mcp.tools.evaluation.models import (
     Aggregate,
     BenchmarkResult,
     Finding,
@@ -17,12 +17,12 @@ from tools.bench.models import (
     TimingStats,
     WorkloadResult,
 )
-from tools.bench.policy import Policy, kernel_findings, runtime_findings, static_findings
-from tools.bench.stats import geomean, summarize
-from tools.ledger import solution_hash
+from kda_mcp.tools.evaluation.policy import Policy, kernel_findings, runtime_findings, static_findings
+from kda_mcp.tools.evaluation.stats import geomean, summarize
+from kda_mcp.tools.ledger import solution_hash
 
 if TYPE_CHECKING:
-    from tools.bench.evaluate import Built, Plan
+    from kda_mcp.tools.evaluation.evaluate import Built, Plan
 
 
 def compile_error(plan: Plan, built: Built) -> BenchmarkResult:
@@ -246,7 +246,7 @@ def _version(package: str) -> str | None:
 
 
 def _cuda_version() -> str | None:
-    from tools.capabilities import _cuda_runtime_version
+    from kda_mcp.tools.capabilities import _cuda_runtime_version
 
     return _cuda_runtime_version()
 

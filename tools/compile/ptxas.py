@@ -18,8 +18,8 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 
-from tools.build.models import KernelResources
-from tools.capabilities import find_cuda_tool
+from kda_mcp.tools.compile.models import KernelResources
+from kda_mcp.tools.capabilities import find_cuda_tool
 
 _ENTRY = re.compile(r"ptxas\s+info\s*:\s*Compiling entry function '(?P<name>[^']+)'(?: for '(?P<arch>[^']+)')?")
 _PROPERTIES = re.compile(r"ptxas\s+info\s*:\s*Function properties for (?P<name>\S+)")

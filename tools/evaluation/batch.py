@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from tools.bench.timing import CuptiTimer, L2Flusher, TimedRun, time_calls
+from kda_mcp.tools.evaluation.timing import CuptiTimer, L2Flusher, TimedRun, time_calls
 
 
 @dataclass

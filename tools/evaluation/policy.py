@@ -17,7 +17,7 @@ from typing import Any
 from flashinfer_bench.data import Solution
 from pydantic import BaseModel, Field
 
-from tools.bench.models import Finding
+from kda_mcp.tools.evaluation.models import Finding
 
 
 class Policy(BaseModel):

@@ -20,19 +20,19 @@ from typing import Any
 import anyio
 from flashinfer_bench.data import Definition, Solution, Workload
 
-from tools.bench.models import (
+from kda_mcp.tools.evaluation.models import (
     BenchmarkConfig,
     BenchmarkResult,
 )
-from tools.bench.policy import Policy
-from tools.bench.pool import WarmPool, spawn_child
-from tools.bench.report import assemble, compile_error, gpu_clocks
-from tools.bench.session import ChildSession, Reply, default_memory_limit, new_nonce, session_for
-from tools.build.compile import PROJECT_ROOT, Compiler
-from tools.build.targets import Target
-from tools.gpus import GpuPool, Lease
-from tools.models import Tolerance
-from tools.procs import scrubbed_env
+from kda_mcp.tools.evaluation.policy import Policy
+from kda_mcp.tools.evaluation.pool import WarmPool, spawn_child
+from kda_mcp.tools.evaluation.report import assemble, compile_error, gpu_clocks
+from kda_mcp.tools.evaluation.session import ChildSession, Reply, default_memory_limit, new_nonce, session_for
+from kda_mcp.tools.compile.compile import PROJECT_ROOT, Compiler
+from kda_mcp.tools.compile.targets import Target
+from kda_mcp.tools.gpus import GpuPool, Lease
+from kda_mcp.tools.models import Tolerance
+from kda_mcp.tools.procs import scrubbed_env
 
 LOAD_TIMEOUT_S = 180  # import + first CUDA use of a fresh child
 Progress = Callable[[int, int, str], None]
@@ -67,8 +67,8 @@ class Built:
 class ChildCommands:
     """How children start; tests substitute fakes to exercise crash handling without a GPU."""
 
-    solution: list[str] = field(default_factory=lambda: [sys.executable, "-m", "tools.bench.solution_child"])
-    judge: list[str] = field(default_factory=lambda: [sys.executable, "-m", "tools.bench.judge_child"])
+    solution: list[str] = field(default_factory=lambda: [sys.executable, "-m", "kda_mcp.tools.evaluation.solution_child"])
+    judge: list[str] = field(default_factory=lambda: [sys.executable, "-m", "kda_mcp.tools.evaluation.judge_child"])
     warm: bool = True  # the real children support '--warm' (tools/bench/pool.py)
 
 

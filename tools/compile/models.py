@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tools.models import Result
+from kda_mcp.tools.models import Result
 
 Severity = Literal["error", "warning", "note"]
 Tool = Literal["nvcc", "gcc", "ptxas", "nvlink", "ninja", "python", "triton", "ld"]

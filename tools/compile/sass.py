@@ -19,9 +19,9 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-from tools.build.models import SassFacts
-from tools.capabilities import find_cuda_tool
-from tools.errors import InvalidArgumentError, UnavailableError
+from kda_mcp.tools.compile.models import SassFacts
+from kda_mcp.tools.capabilities import find_cuda_tool
+from kda_mcp.tools.errors import InvalidArgumentError, UnavailableError
 
 _ARCH = re.compile(r"^\s*code for (sm_\w+)")
 _FUNCTION = re.compile(r"^\s*Function\s*:\s*(\S+)")

@@ -4,7 +4,7 @@ Untrusted code runs in this process. It never sees a reference output: it writes
 candidate produced to files, and the judge (another process) decides. Any failure ends the
 process after reporting it, so the next workload gets a clean CUDA context.
 
-Run as `python -m tools.bench.solution_child JOB.json` (or `--warm`, then the job path on stdin);
+Run as `python -m tools.evaluation.solution_child JOB.json` (or `--warm`, then the job path on stdin);
 commands arrive on stdin (protocol.py): trials, time, save, exit.
 """
 
@@ -22,7 +22,7 @@ STDOUT = sys.stdout  # our channel; rebound in main() to a private copy of fd 1
 
 
 def send(nonce: str, message: dict[str, Any]) -> None:
-    from tools.bench.protocol import encode
+    from kda_mcp.tools.evaluation.protocol import encode
 
     STDOUT.write(encode(nonce, message))
     STDOUT.flush()
@@ -35,8 +35,8 @@ class Candidate:
         import torch
         from flashinfer_bench.data import Definition, Solution, Workload
 
-        from tools.harness.guard import ForbiddenCalls, HarnessGuard
-        from tools.harness.loading import load_entry
+        from kda_mcp.tools.harness.guard import ForbiddenCalls, HarnessGuard
+        from kda_mcp.tools.harness.loading import load_entry
 
         self.torch = torch
         self.job = job
@@ -58,12 +58,12 @@ class Candidate:
     # ---- one call
 
     def inputs(self, workload: Any, seed: int) -> list[Any]:
-        from tools.harness.inputs import make_inputs
+        from kda_mcp.tools.harness.inputs import make_inputs
 
         return make_inputs(self.definition, workload, seed=seed, device=self.device, dataset_root=self.dataset_root)
 
     def outputs_for(self, inputs: list[Any]) -> list[Any]:
-        from tools.harness.inputs import allocate_outputs
+        from kda_mcp.tools.harness.inputs import allocate_outputs
 
         return allocate_outputs(self.definition, inputs, device=self.device)
 
@@ -143,7 +143,7 @@ class Candidate:
 
     def timing_tools(self) -> tuple[Any, Any]:
         """One L2 flusher and one CUPTI collector per process, reused by every workload."""
-        from tools.bench.timing import CuptiTimer, L2Flusher, cupti_available
+        from kda_mcp.tools.evaluation.timing import CuptiTimer, L2Flusher, cupti_available
 
         if not hasattr(self, "_timing_tools"):
             timer = CuptiTimer() if cupti_available() and not self.job["config"].get("force_cuda_events") else None
@@ -151,7 +151,7 @@ class Candidate:
         return self._timing_tools
 
     def time(self, index: int, seed: int) -> dict[str, Any]:
-        from tools.bench.batch import timed_batch
+        from kda_mcp.tools.evaluation.batch import timed_batch
 
         workload = self.workloads[index]
         flusher, timer = self.timing_tools()
@@ -224,11 +224,11 @@ def warm_up() -> str:
     from flashinfer_bench.data import Definition  # noqa: F401
     from safetensors.torch import save_file  # noqa: F401
 
-    import tools.bench.batch  # noqa: F401
-    import tools.harness.guard  # noqa: F401
-    import tools.harness.inputs  # noqa: F401
-    import tools.harness.loading  # noqa: F401
-    from tools.bench import timing
+    import kda_mcp.tools.evaluation.batch  # noqa: F401
+    import kda_mcp.tools.harness.guard  # noqa: F401
+    import kda_mcp.tools.harness.inputs  # noqa: F401
+    import kda_mcp.tools.harness.loading  # noqa: F401
+    from kda_mcp.tools.evaluation import timing
 
     timing.cupti_available()
     sys.stdout.write("KDA-WARM\n")
@@ -276,7 +276,7 @@ def main(job_path: str) -> int:
 
 if __name__ == "__main__":
     # Run the importable module, not this __main__ copy, so the harness guard watches the very
-    # functions in use (tools.bench.solution_child.Candidate.call and friends).
-    from tools.bench.solution_child import main as module_main
+    # functions in use (tools.evaluation.solution_child.Candidate.call and friends).
+    from kda_mcp.tools.evaluation.solution_child import main as module_main
 
     sys.exit(module_main(sys.argv[1]))

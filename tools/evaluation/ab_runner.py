@@ -12,10 +12,10 @@ from typing import Any, Callable
 
 import anyio
 
-from tools.bench.abtest import ComparisonResult, WorkloadAB, paired_interval, round_order, summarize, verdict_for
-from tools.bench.evaluate import Evaluator, Plan
-from tools.bench.session import Reply, new_nonce, session_for
-from tools.ledger import solution_hash
+from kda_mcp.tools.evaluation.abtest import ComparisonResult, WorkloadAB, paired_interval, round_order, summarize, verdict_for
+from kda_mcp.tools.evaluation.evaluate import Evaluator, Plan
+from kda_mcp.tools.evaluation.session import Reply, new_nonce, session_for
+from kda_mcp.tools.ledger import solution_hash
 
 Progress = Callable[[int, int, str], None]
 

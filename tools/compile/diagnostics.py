@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.build.models import Diagnostic, Severity, Tool
-from tools.errors import InvalidArgumentError
+from kda_mcp.tools.compile.models import Diagnostic, Severity, Tool
+from kda_mcp.tools.errors import InvalidArgumentError
 
 _SEVERITY_RANK = {"error": 0, "warning": 1, "note": 2}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

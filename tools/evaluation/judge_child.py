@@ -2,7 +2,7 @@
 reference, and compares with what the solution child wrote. Also times the reference and
 measures the copy bandwidth behind the physical floor.
 
-Run as `python -m tools.bench.judge_child JOB.json` (or `--warm`, then the job path on stdin);
+Run as `python -m tools.evaluation.judge_child JOB.json` (or `--warm`, then the job path on stdin);
 it answers one {"cmd": "judge", "task": ...} per line with a verdict (protocol.py).
 """
 
@@ -21,10 +21,10 @@ import torch
 from flashinfer_bench.data import Definition, Workload
 from safetensors.torch import load_file
 
-from tools.bench.protocol import encode
-from tools.bench.compare import Verdict, bytes_moved, compare_outputs, unchanged
-from tools.bench.timing import CuptiTimer, L2Flusher, cupti_available, time_calls
-from tools.harness.inputs import make_inputs
+from kda_mcp.tools.evaluation.protocol import encode
+from kda_mcp.tools.evaluation.compare import Verdict, bytes_moved, compare_outputs, unchanged
+from kda_mcp.tools.evaluation.timing import CuptiTimer, L2Flusher, cupti_available, time_calls
+from kda_mcp.tools.harness.inputs import make_inputs
 
 DEVICE = "cuda:0"
 
@@ -172,8 +172,8 @@ class Judge:
     def calibrate(self, workload: Workload, spec: dict[str, Any]) -> float:
         """Wall time of the candidate's timed batch with a call that does nothing: what the harness
         itself costs for this workload (inputs, refills, L2 flushes, synchronizations)."""
-        from tools.bench.batch import timed_batch
-        from tools.harness.inputs import allocate_outputs
+        from kda_mcp.tools.evaluation.batch import timed_batch
+        from kda_mcp.tools.harness.inputs import allocate_outputs
 
         batch = timed_batch(
             lambda inputs, outputs: None,

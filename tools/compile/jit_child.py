@@ -2,7 +2,7 @@
 
 Triton (and other JIT DSLs) compile on the first call, with the argument types that call brings,
 so `compile_solution` runs the entry point once on the smallest dev workload and reports a JIT
-failure as a compile error. Run as `python -m tools.build.jit_child JOB.json` with
+failure as a compile error. Run as `python -m tools.compile.jit_child JOB.json` with
 TRITON_CACHE_DIR pointing at a fresh folder: every kernel compiled lands there for inspection.
 """
 
@@ -22,8 +22,8 @@ def main(job_path: str) -> int:
         import torch
         from flashinfer_bench.data import Definition, Solution, Workload
 
-        from tools.harness.inputs import allocate_outputs, make_inputs
-        from tools.harness.loading import load_entry
+        from kda_mcp.tools.harness.inputs import allocate_outputs, make_inputs
+        from kda_mcp.tools.harness.loading import load_entry
 
         if not torch.cuda.is_available():
             raise RuntimeError("no CUDA device visible to the compile child")

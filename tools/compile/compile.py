@@ -22,18 +22,18 @@ import anyio
 import anyio.lowlevel
 from flashinfer_bench.data import Definition, Solution, Workload
 
-from tools.build.cache import BuildCache, build_key, file_digest
-from tools.build.diagnostics import parse_diagnostics
-from tools.build.models import Diagnostic, KernelResources
-from tools.build.ptxas import parse_ptxas_info
-from tools.build.result import CompileResult
-from tools.build.sass import disassemble
-from tools.build.targets import Target
-from tools.capabilities import find_cuda_tool
-from tools.errors import InvalidArgumentError, UnavailableError
-from tools.gpus import GpuPool
-from tools.procs import run_process, scrubbed_env
-from tools.solution import check_signature
+from kda_mcp.tools.compile.cache import BuildCache, build_key, file_digest
+from kda_mcp.tools.compile.diagnostics import parse_diagnostics
+from kda_mcp.tools.compile.models import Diagnostic, KernelResources
+from kda_mcp.tools.compile.ptxas import parse_ptxas_info
+from kda_mcp.tools.compile.result import CompileResult
+from kda_mcp.tools.compile.sass import disassemble
+from kda_mcp.tools.compile.targets import Target
+from kda_mcp.tools.capabilities import find_cuda_tool
+from kda_mcp.tools.errors import InvalidArgumentError, UnavailableError
+from kda_mcp.tools.gpus import GpuPool
+from kda_mcp.tools.procs import run_process, scrubbed_env
+from kda_mcp.tools.solution import check_signature
 
 MAX_DIAGNOSTICS = 20
 LOG_TAIL_CHARS = 20_000
@@ -206,7 +206,7 @@ class Compiler:
         }
         (folder / "job.json").write_text(json.dumps(job))
         outcome = await run_process(
-            [sys.executable, "-m", "tools.build.cuda_child", str(folder / "job.json")],
+            [sys.executable, "-m", "kda_mcp.tools.compile.cuda_child", str(folder / "job.json")],
             timeout=timeout_s,
             env=self._child_env(),
             cwd=folder,
@@ -297,7 +297,7 @@ class Compiler:
         (folder / "job.json").write_text(json.dumps(job))
         async with self.gpus.lease("compile_solution (first call)") as lease:
             outcome = await run_process(
-                [sys.executable, "-m", "tools.build.jit_child", str(folder / "job.json")],
+                [sys.executable, "-m", "kda_mcp.tools.compile.jit_child", str(folder / "job.json")],
                 timeout=timeout_s,
                 env=self._child_env({"CUDA_VISIBLE_DEVICES": str(lease.gpu), "TRITON_CACHE_DIR": str(cache_dir)}),
                 cwd=folder,

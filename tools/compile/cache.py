@@ -14,7 +14,7 @@ from pathlib import Path
 
 from flashinfer_bench.data import Solution
 
-from tools.build.result import CompileResult
+from kda_mcp.tools.compile.result import CompileResult
 
 SCHEMA = "kda-build-2"  # bump when the build recipe or the result format changes
 
