@@ -36,6 +36,7 @@ def main() -> None:
     import anyio
 
     from kda_mcp.tools.app import KdaApp
+    from kda_mcp.tools.compile.operation import compile_solution
     from kda_mcp.tools.settings import Settings
     from kda_mcp.tools.solution import SolutionInput
 
@@ -50,10 +51,10 @@ def main() -> None:
     print(f"{'language':18} {'status':10} {'cold s':>8} {'cached s':>9} {'cold/cached':>12}")
     for name, solution in cases.items():
         started = time.perf_counter()
-        cold = anyio.run(lambda: app.compile(solution))
+        cold = anyio.run(lambda: compile_solution(app, solution))
         cold_s = time.perf_counter() - started
         started = time.perf_counter()
-        again = anyio.run(lambda: app.compile(solution))
+        again = anyio.run(lambda: compile_solution(app, solution))
         cached_s = time.perf_counter() - started
         assert again.cache_hit or cold.status != "ok", again
         print(f"{name:18} {cold.status:10} {cold_s:8.2f} {cached_s:9.3f} {cold_s / cached_s:12.0f}")

@@ -49,8 +49,10 @@ def uuids_for(app, definition: str, axes_list: list[dict]) -> list[str]:
 def run_kda(app, solution, workloads, config, baseline="none") -> dict:
     import anyio
 
-    plan = app.plan_benchmark(solution, workloads=workloads, baseline=baseline, config=config)
-    job_id = app.submit_benchmark(plan)
+    from kda_mcp.tools.evaluation.benchmark import plan_benchmark, submit_benchmark
+
+    plan = plan_benchmark(app, solution, workloads=workloads, baseline=baseline, config=config)
+    job_id = submit_benchmark(app, plan)
     view = anyio.run(app.jobs.wait, job_id, 1800)
     assert view.status == "succeeded", view
     return view.result

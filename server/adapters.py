@@ -10,11 +10,21 @@ from typing import Any, TypeVar
 
 import anyio
 
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
 from kda_mcp.tools.errors import KdaError
+from kda_mcp.tools.evaluation.models import BenchmarkResult
+from kda_mcp.tools.jobs import FINISHED, JobRunner, JobView
+
+SOLUTION_HELP = (
+    "The solution, in one of four forms: {files: {path: content}, spec: {language, entry_point, "
+    "destination_passing_style}, definition}; {path: a starter-kit folder with config.toml, or a solution.json}; "
+    "{solution_json: <packed solution.json>}; or {attempt: 'a3'} for the exact solution a past attempt ran."
+)
+POLL_S = 2.0
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -96,3 +106,39 @@ async def with_heartbeat(ctx: Any, what: str, work: Callable[[], Awaitable[T]]) 
     if isinstance(outcome[0], Exception):
         raise outcome[0]
     return outcome[0]
+
+
+class JobResponse(BaseModel):
+    job_id: str
+    status: str
+    progress: dict[str, Any] | None = None
+    result: BenchmarkResult | dict[str, Any] | None = None
+    error: str | None = None
+    hint: str | None = None
+
+
+def job_response(view: JobView) -> JobResponse:
+    hint = None
+    if view.status not in FINISHED:
+        hint = f"Still {view.status}; call get_job(job_id='{view.job_id}', wait_seconds=50) for the result."
+    elif view.status == "interrupted":
+        hint = "Submit it again."
+    return JobResponse(job_id=view.job_id, status=view.status, progress=view.progress, result=view.result, error=view.error, hint=hint)
+
+
+async def wait_for_job(jobs: JobRunner, job_id: str, wait_seconds: float, ctx: Context | None) -> JobResponse:
+    """Wait for the job up to wait_seconds, forwarding its progress to the client as notifications."""
+    deadline = anyio.current_time() + wait_seconds
+    last = None
+    while True:
+        remaining = deadline - anyio.current_time()
+        view = await jobs.wait(job_id, min(POLL_S, max(remaining, 0)))
+        if view.status in FINISHED or remaining <= 0:
+            return job_response(view)
+        progress = view.progress
+        if ctx is not None and progress and progress != last:
+            last = progress
+            try:
+                await ctx.report_progress(progress.get("done", 0), progress.get("total"), progress.get("message"))
+            except Exception:  # no progress token: keep waiting quietly
+                pass

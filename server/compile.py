@@ -1,36 +1,16 @@
 """Tools that build and package solutions."""
 
-from pathlib import Path
 from typing import Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from kda_mcp.server.adapters import annotations, compact, domain_errors, with_heartbeat
+from kda_mcp.server.adapters import SOLUTION_HELP, annotations, compact, domain_errors, with_heartbeat
 from kda_mcp.tools.app import KdaApp
+from kda_mcp.tools.compile.operation import compile_solution as compile_op
 from kda_mcp.tools.compile.result import CompileResult
-from kda_mcp.tools.errors import InvalidArgumentError
-from kda_mcp.tools.solution import SolutionInput, packed_json, to_starter_kit
-
-SOLUTION_HELP = (
-    "The solution, in one of four forms: {files: {path: content}, spec: {language, entry_point, "
-    "destination_passing_style}, definition}; {path: a starter-kit folder with config.toml, or a solution.json}; "
-    "{solution_json: <packed solution.json>}; or {attempt: 'a3'} for the exact solution a past attempt ran."
-)
-
-
-class PackResult(BaseModel):
-    solution: str
-    definition: str
-    files: int
-    written: str | None = None
-    solution_json: str | None = None
-
-
-class UnpackResult(BaseModel):
-    folder: str
-    written: list[str]
+from kda_mcp.tools.solution import PackResult, SolutionInput, UnpackResult, pack, resolve_input, unpack
 
 
 def register(mcp: MCPServer, app: KdaApp) -> None:
@@ -59,7 +39,7 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         result = await with_heartbeat(
             ctx,
             "compiling",
-            lambda: app.compile(solution, arch=arch, extra_nvcc_flags=extra_nvcc_flags, timeout_s=timeout_s, include_log=include_log),
+            lambda: compile_op(app, solution, arch=arch, extra_nvcc_flags=extra_nvcc_flags, timeout_s=timeout_s, include_log=include_log),
         )
         return compact(result)
 
@@ -69,7 +49,8 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         description=(
             "Pack a solution into the flashinfer-bench solution.json a contest submission or dataset needs. Usually "
             "given {path: a starter-kit folder with config.toml}; also accepts inline files. With output_path, writes "
-            "the file on the server and returns its path; otherwise returns the JSON text."
+            "the file on the server (inside a workspace; capabilities lists them) and returns its path; otherwise "
+            "returns the JSON text."
         ),
     )
     @domain_errors
@@ -78,27 +59,16 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         output_path: Annotated[str | None, Field(max_length=4096, description="Where to write solution.json on the server.")] = None,
         overwrite: Annotated[bool, Field(description="Replace output_path if it exists.")] = False,
     ) -> Annotated[CallToolResult, PackResult]:
-        packed, definition = app.resolve(solution)
-        text = packed_json(packed)
-        result = PackResult(solution=packed.name, definition=definition.name, files=len(packed.sources))
-        if output_path:
-            target = Path(output_path).expanduser()
-            if target.exists() and not overwrite:
-                raise InvalidArgumentError(f"{target} exists; pass overwrite=true to replace it.")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-            result.written = str(target)
-        else:
-            result.solution_json = text
-        return compact(result)
+        packed, _ = resolve_input(app, solution)
+        return compact(pack(packed, output_path=output_path, overwrite=overwrite, roots=app.roots))
 
     @mcp.tool(
         name="unpack_solution",
         annotations=annotations("Unpack a solution.json", read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False),
         description=(
             "The reverse of pack_solution: write a packed solution (solution_json, or path to a solution.json) out "
-            "as a starter-kit folder on the server (config.toml + solution/<language>/ sources), ready to edit. "
-            "Refuses to replace existing files unless overwrite=true."
+            "as a starter-kit folder on the server (config.toml + solution/<language>/ sources), ready to edit, "
+            "inside a workspace (capabilities lists them). Refuses to replace existing files unless overwrite=true."
         ),
     )
     @domain_errors
@@ -107,6 +77,5 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         folder: Annotated[str, Field(min_length=1, max_length=4096, description="Folder to create or fill on the server.")],
         overwrite: Annotated[bool, Field(description="Replace files that already exist.")] = False,
     ) -> Annotated[CallToolResult, UnpackResult]:
-        unpacked, _ = app.resolve(solution)
-        written = to_starter_kit(unpacked, Path(folder).expanduser(), overwrite=overwrite)
-        return compact(UnpackResult(folder=str(Path(folder).expanduser()), written=written))
+        unpacked, _ = resolve_input(app, solution)
+        return compact(unpack(unpacked, folder=folder, overwrite=overwrite, roots=app.roots))

@@ -1,61 +1,22 @@
 """Tools that measure solutions and manage the jobs doing it."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from kda_mcp.server.adapters import annotations, compact, domain_errors, read_only
-from kda_mcp.server.compile import SOLUTION_HELP
+from kda_mcp.server.adapters import SOLUTION_HELP, JobResponse, annotations, compact, domain_errors, job_response, read_only, wait_for_job
 from kda_mcp.tools.app import KdaApp
-from kda_mcp.tools.evaluation.models import BenchmarkConfig, BenchmarkResult
-from kda_mcp.tools.jobs import FINISHED, JobView
+from kda_mcp.tools.evaluation.benchmark import plan_benchmark, submit_benchmark
+from kda_mcp.tools.evaluation.models import BenchmarkConfig
+from kda_mcp.tools.jobs import JobView
 from kda_mcp.tools.solution import SolutionInput
-
-POLL_S = 2.0
-
-
-class JobResponse(BaseModel):
-    job_id: str
-    status: str
-    progress: dict[str, Any] | None = None
-    result: BenchmarkResult | dict[str, Any] | None = None
-    error: str | None = None
-    hint: str | None = None
 
 
 class JobList(BaseModel):
     jobs: list[JobView]
     gpus: dict[int, str] = Field(description="GPU index -> the job holding it ('' when free).")
-
-
-def response(view: JobView) -> JobResponse:
-    hint = None
-    if view.status not in FINISHED:
-        hint = f"Still {view.status}; call get_job(job_id='{view.job_id}', wait_seconds=50) for the result."
-    elif view.status == "interrupted":
-        hint = "Submit it again."
-    return JobResponse(job_id=view.job_id, status=view.status, progress=view.progress, result=view.result, error=view.error, hint=hint)
-
-
-async def wait_with_progress(app: KdaApp, job_id: str, wait_seconds: float, ctx: Context | None) -> JobView:
-    """Wait for the job, forwarding its progress to the client as notifications."""
-    deadline = anyio.current_time() + wait_seconds
-    last = None
-    while True:
-        remaining = deadline - anyio.current_time()
-        view = await app.jobs.wait(job_id, min(POLL_S, max(remaining, 0)))
-        if view.status in FINISHED or remaining <= 0:
-            return view
-        progress = view.progress
-        if ctx is not None and progress and progress != last:
-            last = progress
-            try:
-                await ctx.report_progress(progress.get("done", 0), progress.get("total"), progress.get("message"))
-            except Exception:  # no progress token: keep waiting quietly
-                pass
 
 
 def register(mcp: MCPServer, app: KdaApp) -> None:
@@ -88,9 +49,9 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         wait_seconds: Annotated[float, Field(ge=0, le=600, description="How long to wait before returning a job_id instead.")] = 50,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, JobResponse]:
-        plan = app.plan_benchmark(solution, workloads=workloads, baseline=baseline, config=config, arch=arch)
-        job_id = app.submit_benchmark(plan, parent_attempt=parent_attempt)
-        return compact(response(await wait_with_progress(app, job_id, wait_seconds, ctx)))
+        plan = plan_benchmark(app, solution, workloads=workloads, baseline=baseline, config=config, arch=arch)
+        job_id = submit_benchmark(app, plan, parent_attempt=parent_attempt)
+        return compact(await wait_for_job(app.jobs, job_id, wait_seconds, ctx))
 
     @mcp.tool(
         name="get_job",
@@ -106,7 +67,7 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         wait_seconds: Annotated[float, Field(ge=0, le=600, description="Wait up to this long for completion.")] = 0,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, JobResponse]:
-        return compact(response(await wait_with_progress(app, job_id, wait_seconds, ctx)))
+        return compact(await wait_for_job(app.jobs, job_id, wait_seconds, ctx))
 
     @mcp.tool(
         name="list_jobs",
@@ -130,4 +91,4 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
     )
     @domain_errors
     def cancel_job(job_id: Annotated[str, Field(min_length=1, max_length=40)]) -> Annotated[CallToolResult, JobResponse]:
-        return compact(response(app.jobs.cancel(job_id)))
+        return compact(job_response(app.jobs.cancel(job_id)))

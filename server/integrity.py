@@ -6,10 +6,10 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from kda_mcp.server.adapters import annotations, compact, domain_errors
-from kda_mcp.server.compile import SOLUTION_HELP
-from kda_mcp.server.evaluation import JobResponse, response, wait_with_progress
+from kda_mcp.server.adapters import SOLUTION_HELP, JobResponse, annotations, compact, domain_errors, wait_for_job
 from kda_mcp.tools.app import KdaApp
+from kda_mcp.tools.evaluation.comparison import submit_compare
+from kda_mcp.tools.sanitize.operation import submit_sanitize
 from kda_mcp.tools.solution import SolutionInput
 
 Workloads = Annotated[Literal["dev", "all"] | list[str], Field(description="'dev' (default), 'all', or workload uuids.")]
@@ -38,8 +38,8 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         wait_seconds: Wait = 50,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, JobResponse]:
-        job_id = app.submit_sanitize(solution, tool=tool, workload=workload, include_log=include_log)
-        return compact(response(await wait_with_progress(app, job_id, wait_seconds, ctx)))
+        job_id = submit_sanitize(app, solution, tool=tool, workload=workload, include_log=include_log)
+        return compact(await wait_for_job(app.jobs, job_id, wait_seconds, ctx))
 
     @mcp.tool(
         name="compare_solutions",
@@ -63,5 +63,5 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         wait_seconds: Wait = 50,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, JobResponse]:
-        job_id = app.submit_compare(a, b, workloads=workloads, rounds=rounds, per_round=calls_per_round)
-        return compact(response(await wait_with_progress(app, job_id, wait_seconds, ctx)))
+        job_id = submit_compare(app, a, b, workloads=workloads, rounds=rounds, per_round=calls_per_round)
+        return compact(await wait_for_job(app.jobs, job_id, wait_seconds, ctx))

@@ -7,12 +7,12 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from kda_mcp.server.adapters import annotations, compact, domain_errors, read_only
-from kda_mcp.server.compile import SOLUTION_HELP
-from kda_mcp.server.evaluation import JobResponse, response, wait_with_progress
+from kda_mcp.server.adapters import SOLUTION_HELP, JobResponse, annotations, compact, domain_errors, read_only, wait_for_job
 from kda_mcp.tools.app import KdaApp
 from kda_mcp.tools.errors import KdaError
 from kda_mcp.tools.profile.models import ProfileComparison
+from kda_mcp.tools.profile.operation import compare_profiles as compare_op
+from kda_mcp.tools.profile.operation import submit_profile
 from kda_mcp.tools.solution import SolutionInput
 
 ProfileId = Annotated[str, Field(min_length=2, max_length=20, description="Profile id such as 'p4' (from profile_solution).")]
@@ -47,10 +47,11 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         wait_seconds: Annotated[float, Field(ge=0, le=600, description="How long to wait before returning a job_id instead.")] = 50,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, JobResponse]:
-        job_id = app.submit_profile(
+        job_id = submit_profile(
+            app,
             solution, workload=workload, profile_set=set, kernels=kernels, launch_skip=launch_skip, launch_count=launch_count, detail=detail
         )
-        return compact(response(await wait_with_progress(app, job_id, wait_seconds, ctx)))
+        return compact(await wait_for_job(app.jobs, job_id, wait_seconds, ctx))
 
     @mcp.tool(
         name="compare_profiles",
@@ -63,7 +64,7 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
     )
     @domain_errors
     def compare_profiles(a: ProfileId, b: ProfileId) -> Annotated[CallToolResult, ProfileComparison]:
-        return compact(app.compare_profiles(a, b))
+        return compact(compare_op(app, a, b))
 
     @mcp.resource(
         "profile://{profile_id}",
@@ -74,6 +75,6 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
     )
     def profile_resource(profile_id: str) -> str:
         try:
-            return app.profile(profile_id).model_dump_json(exclude_none=True, indent=1)
+            return app.profiles.get(profile_id).model_dump_json(exclude_none=True, indent=1)
         except KdaError as exc:
             raise ResourceError(str(exc)) from exc

@@ -46,10 +46,13 @@ def isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def settings(isolated_dirs: dict[str, Path]):
+def settings(isolated_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     from kda_mcp.tools.settings import Settings
 
-    return Settings.resolve(dataset=None, wiki_paths=[], state_dir=isolated_dirs["state"], cache_dir=isolated_dirs["cache"])
+    # Every test's tmp_path lies under the base temp folder: that is the workspace tools may write.
+    return Settings.resolve(
+        dataset=None, wiki_paths=[], state_dir=isolated_dirs["state"], cache_dir=isolated_dirs["cache"], workspaces=[str(tmp_path_factory.getbasetemp())]
+    )
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from mcp import Client
 from tests.test_build_parsers import CAPPED, HUNGRY, WGMMA
 from kda_mcp.tools.capabilities import find_cuda_tool
 from kda_mcp.tools.errors import InvalidArgumentError, NotFoundError
+from kda_mcp.tools.paths import Roots
 from kda_mcp.tools.solution import MAX_FILE_BYTES, SolutionInput, check_signature, packed_json, resolve_solution, to_starter_kit
 
 needs_nvcc = pytest.mark.skipif(find_cuda_tool("nvcc") is None, reason="nvcc not installed")
@@ -206,7 +207,7 @@ def test_starter_kit_pack_unpack_round_trip(mcp_server, tmp_path: Path):
     original = resolve_solution(SolutionInput(path=str(kit)))
     assert packed_json(again) == packed_json(original)
     with pytest.raises(InvalidArgumentError, match="overwrite"):
-        to_starter_kit(again, out)
+        to_starter_kit(again, out, overwrite=False, roots=Roots(workspaces=(tmp_path.resolve(),)))
 
 
 def test_an_attempt_id_names_the_solution_it_ran(mcp_server, server_and_app):

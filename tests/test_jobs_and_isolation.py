@@ -13,10 +13,10 @@ from flashinfer_bench.data import Solution
 from mcp import Client
 
 from tests.conftest import REPO
-from kda_mcp.tools.evaluation.evaluate import ChildCommands, Evaluator, Plan
+from kda_mcp.tools.evaluation.runner import ChildCommands, Evaluator, Plan
 from kda_mcp.tools.evaluation.models import BenchmarkConfig
 from kda_mcp.tools.compile.cache import BuildCache
-from kda_mcp.tools.compile.compile import Compiler
+from kda_mcp.tools.compile.compiler import Compiler
 from kda_mcp.tools.compile.targets import Target
 from kda_mcp.tools.errors import InvalidArgumentError, KdaError, NotFoundError
 from kda_mcp.tools.gpus import GpuPool
@@ -210,7 +210,7 @@ def test_run_benchmark_without_gpu_says_so(mcp_server, server_and_app):
 
 
 def evaluate(tmp_path: Path, mode: str, *, timeout: float = 20, memory_gb: float | None = None):
-    settings = Settings.resolve(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache")
+    settings = Settings.resolve(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache", workspaces=[str(tmp_path)])
     from kda_mcp.tools.dataset import Dataset
 
     dataset = Dataset.load(settings.dataset_path)

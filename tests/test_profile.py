@@ -18,6 +18,7 @@ from kda_mcp.tools.errors import InvalidArgumentError, UnavailableError
 from kda_mcp.tools.profile import capture as capture_module
 from kda_mcp.tools.profile.compare import compare
 from kda_mcp.tools.profile.models import KernelProfile, ProfileSummary, StallReason
+from kda_mcp.tools.profile.operation import wiki_route
 from kda_mcp.tools.profile.summary import classify, summarize_report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ncu"
@@ -31,7 +32,7 @@ def reports(server_and_app):
     for name in ("memory_bound", "compute_bound", "spills"):
         path = FIXTURES / f"{name}.ncu-rep"
         if path.exists():
-            kernels, gpu = summarize_report(path, wiki_route=app._wiki_route)
+            kernels, gpu = summarize_report(path, wiki_route=lambda label: wiki_route(app, label))
             out[name] = (kernels, gpu)
     return out
 

@@ -47,6 +47,14 @@ class GpuPool:
             self._changed, self._loop = anyio.Condition(), token
         return self._changed
 
+    def require(self, tool: str) -> None:
+        """Refuse up front, with what to do instead, when `tool` needs a GPU this server lacks."""
+        if not self.gpus:
+            raise UnavailableError(
+                f"{tool} needs an NVIDIA GPU and this server sees none.",
+                hint="Run kda-mcp on a GPU machine (capabilities shows what this one has); compile_solution works here.",
+            )
+
     def status(self) -> dict[int, str]:
         """GPU index -> what holds it ('' when free)."""
         return {gpu: self._busy.get(gpu, "") for gpu in self.gpus}

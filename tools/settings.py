@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ class Settings:
     wiki_paths: external wiki roots indexed beside the bundled pages.
     state_dir: jobs, attempts, traces and artifacts that must survive a restart.
     cache_dir: things that can be rebuilt (the wiki index, build outputs).
+    workspaces: folders the tools may read and write (starter kits, packed solutions).
+    runtime_dir: per-job private folders of sandboxed processes (reachable by the sandbox user).
     """
 
     dataset_path: Path
@@ -31,6 +34,8 @@ class Settings:
     wiki_paths: tuple[Path, ...] = ()
     state_dir: Path = field(default_factory=lambda: _user_dir("KDA_STATE_DIR", "XDG_STATE_HOME", ".local/state"))
     cache_dir: Path = field(default_factory=lambda: _user_dir("KDA_CACHE_DIR", "XDG_CACHE_HOME", ".cache"))
+    workspaces: tuple[Path, ...] = ()
+    runtime_dir: Path = field(default_factory=lambda: _runtime_dir())
 
     @classmethod
     def resolve(
@@ -40,6 +45,8 @@ class Settings:
         wiki_paths: list[str] | None = None,
         state_dir: str | os.PathLike[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        workspaces: list[str] | None = None,
+        shared: bool = False,
     ) -> Settings:
         """Flags win over environment variables, which win over the embedded defaults."""
         chosen = dataset or os.environ.get("FIB_DATASET_PATH")
@@ -51,10 +58,36 @@ class Settings:
             raw = os.environ.get("KDA_WIKI_PATHS", "")
             wiki_paths = [p for p in raw.split(os.pathsep) if p.strip()]
         defaults = cls(dataset_path=dataset_path, dataset_is_embedded=embedded)
+        state = Path(state_dir).expanduser() if state_dir else defaults.state_dir
+        if workspaces is None:
+            raw = os.environ.get("KDA_WORKSPACES", "")
+            workspaces = [p for p in raw.split(os.pathsep) if p.strip()]
         return cls(
             dataset_path=dataset_path,
             dataset_is_embedded=embedded,
             wiki_paths=tuple(Path(p).expanduser() for p in wiki_paths),
-            state_dir=Path(state_dir).expanduser() if state_dir else defaults.state_dir,
+            state_dir=state,
             cache_dir=Path(cache_dir).expanduser() if cache_dir else defaults.cache_dir,
+            workspaces=tuple(Path(p).expanduser().resolve() for p in workspaces) or (_default_workspace(state, shared),),
         )
+
+
+def _default_workspace(state_dir: Path, shared: bool) -> Path:
+    """Over stdio the client owns the process, and the folder it started the server in (the agent's
+    project) is the workspace. A shared server (HTTP) gets a folder of its own under the state
+    folder, as does a server started at the filesystem root."""
+    cwd = Path.cwd().resolve()
+    if shared or cwd == Path(cwd.anchor):
+        return (state_dir / "workspace").resolve()
+    return cwd
+
+
+def _runtime_dir() -> Path:
+    """Private job folders live in memory (/dev/shm) when there is one: they hold outputs and builds
+    that never need to survive a restart, and the sandbox user must be able to reach them, which a
+    home folder (0700) does not allow."""
+    if os.environ.get("KDA_RUNTIME_DIR"):
+        return Path(os.environ["KDA_RUNTIME_DIR"])
+    shm = Path("/dev/shm")
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+    return base / f"kda-mcp-{os.getuid()}"

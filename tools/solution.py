@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -16,6 +17,8 @@ from flashinfer_bench.data import BuildSpec, Definition, Solution, SourceFile
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kda_mcp.tools.errors import InvalidArgumentError, NotFoundError
+from kda_mcp.tools.models import Result
+from kda_mcp.tools.paths import Roots, clean, write_text
 
 MAX_FILE_BYTES = 1 * 1024 * 1024
 MAX_TOTAL_BYTES = 4 * 1024 * 1024
@@ -39,7 +42,7 @@ class SpecInput(BaseModel):
 
 
 class SolutionInput(BaseModel):
-    """A solution, given in exactly one of three forms."""
+    """A solution, given in exactly one of four forms: files (+spec, definition), path, solution_json, attempt."""
 
     model_config = ConfigDict(extra="forbid")
     files: dict[str, str] | None = Field(
@@ -105,27 +108,40 @@ def _normalize_files(files: dict[str, str]) -> dict[str, str]:
     return normalized
 
 
-def _read_source_tree(root: Path) -> dict[str, str]:
-    """Source files under root, refusing links that lead outside it."""
-    root_resolved = root.resolve()
+MAX_WALK_ENTRIES = 2000  # a kit is a handful of files; a huge tree is a wrong path, not a kit
+
+
+def _read_source_tree(root: Path, kit: Path) -> dict[str, str]:
+    """Source files under root (inside the kit folder `kit`), refusing links that lead out of the kit."""
+    kit_real = Path(os.path.realpath(kit))
+    root_real = Path(os.path.realpath(root))
+    if not root_real.is_relative_to(kit_real):
+        raise InvalidArgumentError(f"{root} is a link to {root_real}, outside the kit {kit}; keep the sources inside it.")
     files: dict[str, str] = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") or part in SKIP_DIRS for part in rel.parts):
-            continue
-        if not path.is_file() or path.suffix.lower() not in SOURCE_SUFFIXES:
-            continue
-        target = path.resolve()
-        if not target.is_relative_to(root_resolved):
-            raise InvalidArgumentError(f"{rel} is a link to {target}, outside the solution folder {root}; copy the file in instead.")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise InvalidArgumentError(f"{rel} is larger than {MAX_FILE_BYTES // 2**20} MiB.")
-        try:
-            files[rel.as_posix()] = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidArgumentError(f"{rel} is not UTF-8 text.") from exc
-        if len(files) > MAX_FILES:
-            raise InvalidArgumentError(f"{root} holds more than {MAX_FILES} source files.")
+    seen = 0
+    for folder, dirs, names in os.walk(root_real):  # links to folders are not followed
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS)
+        for name in sorted(names):
+            seen += 1
+            if seen > MAX_WALK_ENTRIES:
+                raise InvalidArgumentError(f"{root} holds more than {MAX_WALK_ENTRIES} files; point path at a starter kit, not a large folder.")
+            path = Path(folder) / name
+            rel = path.relative_to(root_real)
+            if name.startswith(".") or path.suffix.lower() not in SOURCE_SUFFIXES:
+                continue
+            target = Path(os.path.realpath(path))
+            if not target.is_relative_to(kit_real):
+                raise InvalidArgumentError(f"{rel} is a link to {target}, outside the solution folder {kit}; copy the file in instead.")
+            if not target.is_file():
+                continue
+            if target.stat().st_size > MAX_FILE_BYTES:
+                raise InvalidArgumentError(f"{rel} is larger than {MAX_FILE_BYTES // 2**20} MiB.")
+            try:
+                files[rel.as_posix()] = target.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidArgumentError(f"{rel} is not UTF-8 text.") from exc
+            if len(files) > MAX_FILES:
+                raise InvalidArgumentError(f"{root} holds more than {MAX_FILES} source files.")
     return files
 
 
@@ -138,6 +154,8 @@ def _starter_kit_source_dir(root: Path, language: str) -> Path:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise InvalidArgumentError(f"{path} is larger than {MAX_FILE_BYTES // 2**20} MiB; that is not a config.toml.")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -174,7 +192,7 @@ def _from_directory(root: Path, given: SolutionInput) -> tuple[dict[str, str], S
             hint="Add config.toml with [solution] name/definition/author and [build] language/entry_point, or pass spec.",
         )
     source_dir = _starter_kit_source_dir(root, spec.language)
-    return _read_source_tree(source_dir), spec, meta
+    return _read_source_tree(source_dir, root), spec, meta
 
 
 def _from_packed(data: Any, origin: str) -> Solution:
@@ -193,8 +211,10 @@ def _from_packed(data: Any, origin: str) -> Solution:
     return solution
 
 
-def resolve_solution(given: SolutionInput) -> Solution:
-    """Turn any accepted form into a validated Solution (definition existence is checked by the caller)."""
+def resolve_solution(given: SolutionInput, roots: Roots | None = None) -> Solution:
+    """Turn any accepted form into a validated Solution (definition existence is checked by the caller).
+
+    `roots` confines `path` to the folders the server may read; None (library use) reads anywhere."""
     forms = [name for name in ("files", "path", "solution_json", "attempt") if getattr(given, name) is not None]
     if given.attempt is not None and len(forms) == 1:
         raise InvalidArgumentError("Attempts are resolved through the ledger (KdaApp.resolve), not here.")
@@ -205,10 +225,16 @@ def resolve_solution(given: SolutionInput) -> Solution:
         )
     if given.solution_json is not None or (given.path and given.path.endswith(".json")):
         if given.path:
-            path = Path(given.path).expanduser()
+            path = roots.readable(given.path, what="solution path") if roots else clean(given.path, "solution path")
             if not path.is_file():
-                raise NotFoundError(f"Solution file {path} does not exist.")
-            solution = _from_packed(path.read_text(encoding="utf-8"), str(path))
+                raise NotFoundError(f"Solution file {given.path} does not exist (or is a folder).")
+            if path.stat().st_size > MAX_TOTAL_BYTES * 2:
+                raise InvalidArgumentError(f"{given.path} is larger than a packed solution can be ({2 * MAX_TOTAL_BYTES // 2**20} MiB).")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidArgumentError(f"{given.path} is not UTF-8 text.") from exc
+            solution = _from_packed(text, str(path))
         else:
             solution = _from_packed(given.solution_json, "solution_json")
         overrides = {k: v for k, v in (("definition", given.definition), ("name", given.name), ("author", given.author)) if v}
@@ -220,9 +246,9 @@ def resolve_solution(given: SolutionInput) -> Solution:
             raise InvalidArgumentError("Inline files need a spec: {language, entry_point, destination_passing_style}.")
         files, spec, meta = _normalize_files(given.files), given.spec, {}
     else:
-        root = Path(given.path or "").expanduser()
+        root = roots.readable(given.path or "", what="solution path") if roots else clean(given.path or "", "solution path")
         if not root.is_dir():
-            raise NotFoundError(f"Solution path {root} is neither a folder nor a solution.json file.")
+            raise NotFoundError(f"Solution path {given.path} is neither a folder nor a solution.json file.")
         files, spec, meta = _from_directory(root, given)
         files = _normalize_files(files)
 
@@ -284,13 +310,8 @@ def check_signature(solution: Solution, definition: Definition) -> list[str]:
     return []
 
 
-def to_starter_kit(solution: Solution, folder: Path, *, overwrite: bool = False) -> list[str]:
-    """Write a Solution as a starter-kit folder: config.toml plus solution/<language>/ sources."""
-    source_dir = folder / "solution" / solution.spec.language.value
-    targets = [folder / "config.toml"] + [source_dir / _check_relative_path(s.path) for s in solution.sources]
-    clashes = [str(t) for t in targets if t.exists()]
-    if clashes and not overwrite:
-        raise InvalidArgumentError(f"{len(clashes)} file(s) already exist, e.g. {clashes[0]}; pass overwrite=true to replace them.")
+def starter_kit_files(solution: Solution) -> dict[str, str]:
+    """The files of a starter kit for `solution`: config.toml plus solution/<language>/ sources."""
     lines = [
         "[solution]",
         f"name = {json.dumps(solution.name)}",
@@ -306,15 +327,67 @@ def to_starter_kit(solution: Solution, folder: Path, *, overwrite: bool = False)
         lines.append(f"binding = {json.dumps(spec.binding.value)}")
     if spec.dependencies:
         lines.append(f"dependencies = {json.dumps(list(spec.dependencies))}")
-    source_dir.mkdir(parents=True, exist_ok=True)
-    (folder / "config.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    written = [str(folder / "config.toml")]
+    files = {"config.toml": "\n".join(lines) + "\n"}
     for source in solution.sources:
-        target = source_dir / _check_relative_path(source.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(source.content, encoding="utf-8")
-        written.append(str(target))
+        files[f"solution/{spec.language.value}/{_check_relative_path(source.path)}"] = source.content
+    return files
+
+
+def to_starter_kit(solution: Solution, folder: Path, *, overwrite: bool, roots: Roots) -> list[str]:
+    """Write `solution` as a starter kit under `folder` (already checked writable). Refuses, before
+    writing anything, when a file exists and overwrite is false; each write is atomic on that too."""
+    files = starter_kit_files(solution)
+    clashes = [rel for rel in files if os.path.lexists(folder / rel)]
+    if clashes and not overwrite:
+        raise InvalidArgumentError(f"{len(clashes)} file(s) already exist, e.g. {folder / clashes[0]}; pass overwrite=true to replace them.")
+    written = []
+    for rel, content in files.items():
+        write_text(folder / rel, content, overwrite=overwrite, roots=roots)
+        written.append(str(folder / rel))
     return written
+
+
+class PackResult(Result):
+    solution: str
+    definition: str
+    files: int
+    written: str | None = None
+    solution_json: str | None = None
+
+
+class UnpackResult(Result):
+    folder: str
+    written: list[str]
+
+
+def pack(solution: Solution, *, output_path: str | None, overwrite: bool, roots: Roots) -> PackResult:
+    """solution.json text, or the path it was written to (inside a workspace)."""
+    text = packed_json(solution)
+    result = PackResult(solution=solution.name, definition=solution.definition, files=len(solution.sources))
+    if output_path:
+        target = roots.writable(output_path, what="output_path")
+        write_text(target, text, overwrite=overwrite, roots=roots)
+        result.written = str(target)
+    else:
+        result.solution_json = text
+    return result
+
+
+def unpack(solution: Solution, *, folder: str, overwrite: bool, roots: Roots) -> UnpackResult:
+    target = roots.writable(folder, what="folder")
+    if target.exists() and not target.is_dir():
+        raise InvalidArgumentError(f"{folder} is a file, not a folder.")
+    return UnpackResult(folder=str(target), written=to_starter_kit(solution, target, overwrite=overwrite, roots=roots))
+
+
+def resolve_input(app: Any, given: SolutionInput) -> tuple[Solution, Definition]:
+    """The validated solution a tool call names and the definition it solves (attempt ids go
+    through the ledger; paths stay inside the server's roots)."""
+    if given.attempt is not None and not any((given.files, given.path, given.solution_json)):
+        solution = app.ledger.solution(given.attempt)
+    else:
+        solution = resolve_solution(given, app.roots)
+    return solution, app.dataset().definition(solution.definition)
 
 
 def packed_json(solution: Solution) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import anyio
 
 from kda_mcp.tools.evaluation.abtest import ComparisonResult, WorkloadAB, paired_interval, round_order, summarize, verdict_for
-from kda_mcp.tools.evaluation.evaluate import Evaluator, Plan
+from kda_mcp.tools.evaluation.runner import Evaluator, Plan
 from kda_mcp.tools.evaluation.session import Reply, new_nonce, session_for
 from kda_mcp.tools.ledger import solution_hash
 

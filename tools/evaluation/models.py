@@ -97,6 +97,7 @@ class Provenance(Result):
 
 class BenchmarkResult(Result):
     attempt_id: str | None = None
+    parent_attempt: str | None = Field(default=None, description="The attempt this one improves on, as given.")
     solution: str
     solution_hash: str
     definition: str

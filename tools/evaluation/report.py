@@ -22,7 +22,7 @@ from kda_mcp.tools.evaluation.stats import geomean, summarize
 from kda_mcp.tools.ledger import solution_hash
 
 if TYPE_CHECKING:
-    from kda_mcp.tools.evaluation.evaluate import Built, Plan
+    from kda_mcp.tools.evaluation.runner import Built, Plan
 
 
 def compile_error(plan: Plan, built: Built) -> BenchmarkResult:

@@ -11,8 +11,8 @@ from typing import Literal
 
 from flashinfer_bench.data import Definition, Solution, Workload
 
-from kda_mcp.tools.evaluation.evaluate import Built
-from kda_mcp.tools.compile.compile import PROJECT_ROOT
+from kda_mcp.tools.evaluation.runner import Built
+from kda_mcp.tools.compile.compiler import PROJECT_ROOT
 from kda_mcp.tools.capabilities import CounterAccess, find_cuda_tool
 from kda_mcp.tools.errors import InvalidArgumentError, KdaError, UnavailableError
 from kda_mcp.tools.gpus import Lease

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from kda_mcp.tools.evaluation.evaluate import Built
-from kda_mcp.tools.compile.compile import PROJECT_ROOT
+from kda_mcp.tools.evaluation.runner import Built
+from kda_mcp.tools.compile.compiler import PROJECT_ROOT
 from kda_mcp.tools.capabilities import find_cuda_tool
 from kda_mcp.tools.errors import KdaError, UnavailableError
 from kda_mcp.tools.gpus import Lease

@@ -28,7 +28,7 @@ from kda_mcp.tools.evaluation.policy import Policy
 from kda_mcp.tools.evaluation.pool import WarmPool, spawn_child
 from kda_mcp.tools.evaluation.report import assemble, compile_error, gpu_clocks
 from kda_mcp.tools.evaluation.session import ChildSession, Reply, default_memory_limit, new_nonce, session_for
-from kda_mcp.tools.compile.compile import PROJECT_ROOT, Compiler
+from kda_mcp.tools.compile.compiler import PROJECT_ROOT, Compiler
 from kda_mcp.tools.compile.targets import Target
 from kda_mcp.tools.gpus import GpuPool, Lease
 from kda_mcp.tools.models import Tolerance

@@ -1,0 +1,52 @@
+"""sanitize_solution: one call of a solution under compute-sanitizer, as a job."""
+
+from __future__ import annotations
+
+from kda_mcp.tools.app import KdaApp
+from kda_mcp.tools.errors import KdaError
+from kda_mcp.tools.jobs import JobContext
+from kda_mcp.tools.profile.operation import pick_workload
+from kda_mcp.tools.sanitize.parse import SanitizeResult, build_job, sanitize
+from kda_mcp.tools.solution import SolutionInput, resolve_input
+
+
+def submit_sanitize(app: KdaApp, given: SolutionInput, *, tool: str = "memcheck", workload: str | None = None, include_log: bool = False, timeout_s: float = 600) -> str:
+    solution, definition = resolve_input(app, given)
+    chosen = pick_workload(app, definition, workload, default="smallest")
+    app.gpus.require("sanitize_solution")
+    work_dir = app.settings.state_dir / "sanitize" / app.store.next_id("s")
+
+    async def work(job: JobContext) -> dict:
+        built = await app.evaluator.build(solution, definition, app.target(None), app.settings.dataset_path, work_dir, "sanitize")
+        if built.error:
+            raise KdaError(f"The solution did not build: {built.error} Call compile_solution for the diagnostics.")
+        child_job = build_job(built, solution.model_dump_json(), definition.model_dump_json(), chosen.model_dump_json(), app.settings.dataset_path)
+        async with app.gpus.lease(f"sanitize_solution {solution.name}") as lease:
+            job.on_gpu(lease.gpu)
+            job.progress(0, 1, f"compute-sanitizer --tool {tool}")
+            issues, summary, output, seconds = await sanitize(tool=tool, job=child_job, work_dir=work_dir, lease=lease, timeout_s=timeout_s)  # type: ignore[arg-type]
+        clean = not issues
+        first = issues[0] if issues else None
+        message = (
+            f"{tool}: no problems found in one call on workload {chosen.uuid[:8]}."
+            if first is None
+            else f"{tool}: {sum(i.count for i in issues)} report(s) in {len(issues)} group(s); first: {first.kind}"
+            + (f" in {first.kernel}" if first.kernel else "")
+            + (f" at {first.file}:{first.line}" if first.file else "")
+            + "."
+        )
+        result = SanitizeResult(
+            tool=tool,
+            solution=solution.name,
+            definition=definition.name,
+            workload=chosen.uuid,
+            clean=clean,
+            error_summary=summary,
+            issues=issues or None,
+            message=message,
+            seconds=round(seconds, 1),
+            log=output[-20_000:] if include_log else None,
+        )
+        return result.model_dump(mode="json", exclude_none=True)
+
+    return app.jobs.submit("sanitize_solution", {"solution": solution.name, "tool": tool, "workload": chosen.uuid}, work)
