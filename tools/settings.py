@@ -36,6 +36,8 @@ class Settings:
     cache_dir: Path = field(default_factory=lambda: _user_dir("KDA_CACHE_DIR", "XDG_CACHE_HOME", ".cache"))
     workspaces: tuple[Path, ...] = ()
     runtime_dir: Path = field(default_factory=lambda: _runtime_dir())
+    sandbox: str = "auto"  # auto | user | none: how untrusted code is isolated (tools/sandbox)
+    sandbox_user: str = "kda-sandbox"  # base name of the unprivileged users untrusted code runs as
 
     @classmethod
     def resolve(
@@ -47,6 +49,8 @@ class Settings:
         cache_dir: str | os.PathLike[str] | None = None,
         workspaces: list[str] | None = None,
         shared: bool = False,
+        sandbox: str | None = None,
+        sandbox_user: str | None = None,
     ) -> Settings:
         """Flags win over environment variables, which win over the embedded defaults."""
         chosen = dataset or os.environ.get("FIB_DATASET_PATH")
@@ -69,6 +73,8 @@ class Settings:
             state_dir=state,
             cache_dir=Path(cache_dir).expanduser() if cache_dir else defaults.cache_dir,
             workspaces=tuple(Path(p).expanduser().resolve() for p in workspaces) or (_default_workspace(state, shared),),
+            sandbox=sandbox or os.environ.get("KDA_SANDBOX") or "auto",
+            sandbox_user=sandbox_user or os.environ.get("KDA_SANDBOX_USER") or "kda-sandbox",
         )
 
 
