@@ -13,7 +13,7 @@ import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from kda_mcp.tools.errors import KdaError
 from kda_mcp.tools.evaluation.models import BenchmarkResult
@@ -114,16 +114,17 @@ class JobResponse(BaseModel):
     progress: dict[str, Any] | None = None
     result: BenchmarkResult | dict[str, Any] | None = None
     error: str | None = None
+    owner: str | None = Field(default=None, description="The server process that runs the job, when it is not this one.")
     hint: str | None = None
 
 
 def job_response(view: JobView) -> JobResponse:
-    hint = None
-    if view.status not in FINISHED:
+    hint = view.message
+    if hint is None and view.status not in FINISHED:
         hint = f"Still {view.status}; call get_job(job_id='{view.job_id}', wait_seconds=50) for the result."
-    elif view.status == "interrupted":
+    elif hint is None and view.status == "interrupted":
         hint = "Submit it again."
-    return JobResponse(job_id=view.job_id, status=view.status, progress=view.progress, result=view.result, error=view.error, hint=hint)
+    return JobResponse(job_id=view.job_id, status=view.status, progress=view.progress, result=view.result, error=view.error, owner=view.owner, hint=hint)
 
 
 async def wait_for_job(jobs: JobRunner, job_id: str, wait_seconds: float, ctx: Context | None) -> JobResponse:

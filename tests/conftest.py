@@ -6,11 +6,14 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# GPU leases are machine-wide (a lock file per GPU): tests take theirs in a folder of their own.
+os.environ.setdefault("KDA_LOCK_DIR", tempfile.mkdtemp(prefix="kda-test-locks-"))
 
 
 def _gpu_visible() -> bool:
@@ -42,6 +45,8 @@ def isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dirs = {"state": base / "state", "cache": base / "cache"}
     for d in dirs.values():
         d.mkdir()
+    # Rooms of sandboxed children must be reachable by the sandbox users: not under pytest's 0700 tmp.
+    dirs["runtime"] = Path(tempfile.mkdtemp(prefix="kda-tests-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None))
     return dirs
 
 
@@ -51,7 +56,12 @@ def settings(isolated_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFa
 
     # Every test's tmp_path lies under the base temp folder: that is the workspace tools may write.
     return Settings.resolve(
-        dataset=None, wiki_paths=[], state_dir=isolated_dirs["state"], cache_dir=isolated_dirs["cache"], workspaces=[str(tmp_path_factory.getbasetemp())]
+        dataset=None,
+        wiki_paths=[],
+        state_dir=isolated_dirs["state"],
+        cache_dir=isolated_dirs["cache"],
+        workspaces=[str(tmp_path_factory.getbasetemp())],
+        runtime_dir=isolated_dirs["runtime"],
     )
 
 

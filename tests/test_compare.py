@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from kda_mcp.tools.evaluation.compare import bytes_moved, compare_outputs, compare_tensor, unchanged
+from kda_mcp.tools.evaluation.correctness import bytes_moved, compare_outputs, compare_tensor, unchanged
 from kda_mcp.tools.evaluation.stats import geomean, quantile, summarize
 
 

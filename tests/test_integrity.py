@@ -1,18 +1,16 @@
-"""Integrity checks that need no GPU: policy scans, the harness guard, the sanitizer parser, the A/B
-statistics, and the orchestrator's findings with fake children."""
+"""Integrity checks that need no GPU: policy scans, the forbidden-call recorder, the sanitizer parser
+and the A/B statistics (the runner's findings with fake children are in test_evaluation.py)."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
 from flashinfer_bench.data import Solution
 
-from tests.test_jobs_and_isolation import evaluate
-from kda_mcp.tools.evaluation.abtest import WorkloadAB, paired_interval, round_order, summarize, verdict_for
+from kda_mcp.tools.evaluation.abtest import WorkloadAB, meaningful, paired_interval, summarize, verdict_for
 from kda_mcp.tools.evaluation.policy import Policy, kernel_findings, runtime_findings, static_findings
-from kda_mcp.tools.harness.guard import ForbiddenCalls, HarnessGuard
+from kda_mcp.tools.harness.policy_hooks import ForbiddenCalls
 from kda_mcp.tools.sanitize.parse import parse_sanitizer
 
 GEMM_POLICY = Policy(
@@ -82,24 +80,6 @@ def test_forbidden_calls_are_counted_and_still_work():
     assert torch.matmul.__name__ == "matmul" and not hasattr(torch.matmul, "__wrapped__")
 
 
-def test_harness_guard_notices_replaced_functions(monkeypatch):
-    guard = HarnessGuard(("time.perf_counter", "torch.Tensor.copy_", "kda_mcp.tools.evaluation.timing.time_calls", "no.such.thing"))
-    assert guard.changed() == []
-    monkeypatch.setattr(time, "perf_counter", lambda: 0.0)
-    assert guard.changed() == ["time.perf_counter"]
-    monkeypatch.undo()
-
-    import kda_mcp.tools.evaluation.timing as timing
-
-    original = timing.time_calls.__code__
-    try:
-        timing.time_calls.__code__ = (lambda *a, **k: None).__code__  # patched in place: same object, new code
-        assert guard.changed() == ["kda_mcp.tools.evaluation.timing.time_calls"]
-    finally:
-        timing.time_calls.__code__ = original
-    assert guard.changed() == []
-
-
 MEMCHECK = """========= COMPUTE-SANITIZER
 ========= Invalid __global__ write of size 4 bytes
 =========     at oob_add(const float *, const float *, float *, long)+0x1d0 in /tmp/build/src/kernel.cu:9
@@ -137,11 +117,13 @@ def test_sanitizer_reports_are_grouped_with_file_and_line():
 
 
 def test_ab_statistics():
-    assert round_order(3) == ["a", "b", "b", "a", "a", "b"]
     a = [100.0, 101.0, 99.5, 100.5, 100.2, 99.8]
     faster = [x / 1.10 for x in a]
     speedup, low, high, noise = paired_interval(a, faster)
-    assert speedup == pytest.approx(1.10, rel=1e-6) and low > 1.05 and verdict_for(low, high) == "b_faster"
+    assert speedup == pytest.approx(1.10, rel=1e-6) and low > 1.05 and verdict_for(low, high) == "b_faster" and meaningful(low, high)
+    # an interval that excludes 1 is a verdict even when it is within the practical threshold
+    assert verdict_for(0.9966, 0.9985) == "b_slower" and not meaningful(0.9966, 0.9985)
+    assert verdict_for(1.0045, 1.0659) == "b_faster" and not meaningful(1.0045, 1.0659)
     noisy = [x * (1.01 if i % 2 else 0.99) for i, x in enumerate(a)]
     _, low, high, _ = paired_interval(a, noisy)
     assert low < 1 < high and verdict_for(low, high) == "no_significant_difference"
@@ -151,20 +133,3 @@ def test_ab_statistics():
             WorkloadAB(workload="w2", axes={}, a_status="PASSED", b_status="INCORRECT_NUMERICAL", verdict="not_comparable")]
     verdict, geo, message = summarize(rows)
     assert verdict == "b_faster" and geo == pytest.approx(1.1) and "not comparable" in message
-
-
-def test_tampering_reported_by_the_child_withholds_speedups(tmp_path):
-    result, _ = evaluate(tmp_path, "tamper")
-    for row in result.workloads:
-        assert row.status == "PASSED" and row.suspect and row.speedup is None
-        assert any(f.check == "harness_tampered" for f in row.findings)
-    assert "integrity checks" in result.message
-
-
-def test_times_the_batch_cannot_account_for_are_flagged(tmp_path):
-    result, _ = evaluate(tmp_path, "slow_time")
-    for row in result.workloads:
-        [finding] = [f for f in row.findings if f.check == "timing_inconsistent"]
-        assert "measured outside the worker" in finding.detail
-    honest, _ = evaluate(tmp_path, "ok")
-    assert all(not row.findings for row in honest.workloads)

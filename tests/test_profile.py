@@ -132,11 +132,12 @@ def test_ncu_command_scopes_to_the_call(tmp_path):
     request = capture_module.CaptureRequest(
         solution=None, definition=None, workload=None, built=None, dataset_root=tmp_path, report=tmp_path / "p1", profile_set="full", kernels="gemm.*", launch_skip=2, launch_count=3  # type: ignore[arg-type]
     )
-    cmd = capture_module.command("/usr/bin/ncu", request, tmp_path / "job.json")
+    cmd = capture_module.command("/usr/bin/ncu", request, tmp_path / "call_spec.json", tmp_path / "report")
     joined = " ".join(cmd)
     assert "--clock-control none" in joined and "--nvtx-include kda/" in joined and "--set full" in joined
     assert "--kernel-name regex:gemm.*" in joined and "--launch-skip 2" in joined and "--launch-count 3" in joined
-    assert cmd[-3:-1] == ["-m", "kda_mcp.tools.profile.child"]
+    assert f"--export {tmp_path / 'report'}" in joined
+    assert cmd[-5:] == ["-m", "kda_mcp.tools.profile.child", "--spec", str(tmp_path / "call_spec.json")][-5:] or cmd[-4:-2] == ["-m", "kda_mcp.tools.profile.child"]
     with pytest.raises(InvalidArgumentError, match="regular expression"):
         capture_module.check_regex("gemm(")
 

@@ -24,6 +24,7 @@ from kda_mcp.tools.ledger import Ledger
 from kda_mcp.tools.paths import Roots
 from kda_mcp.tools.phases import PhasePrompt, load_phase_prompts
 from kda_mcp.tools.profile.records import ProfileRecords
+from kda_mcp.tools.sandbox.sandbox import Sandbox
 from kda_mcp.tools.settings import Settings
 from kda_mcp.tools.store import Store
 from kda_mcp.wiki_index import WikiIndex, default_roots
@@ -97,12 +98,16 @@ class KdaApp:
 
     @cached_property
     def compiler(self) -> Compiler:
-        return Compiler(cache=BuildCache(self.settings.cache_dir / "builds"), gpus=self.gpus)
+        return Compiler(cache=BuildCache(self.settings.cache_dir / "builds"), gpus=self.gpus, sandbox=self.sandbox)
+
+    @cached_property
+    def sandbox(self) -> Sandbox:
+        return Sandbox.configure(self.settings.sandbox, self.settings.runtime_dir, self.settings.sandbox_user)
 
     @cached_property
     def evaluator(self) -> Evaluator:
-        evaluator = Evaluator(self.compiler, self.gpus, self.settings.runtime_dir / "runs")
-        self.jobs.on_close(evaluator.pool.aclose)  # spare processes must not outlive the server
+        evaluator = Evaluator(self.compiler, self.gpus, self.sandbox)
+        self.jobs.on_close(evaluator.aclose)  # spare processes must not outlive the server
         return evaluator
 
     @cached_property

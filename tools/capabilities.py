@@ -208,6 +208,25 @@ def probe_gpus() -> tuple[list[GpuInfo], str | None, str | None]:
     return gpus, driver, None
 
 
+def gpu_clocks(gpu: int) -> dict[str, int] | None:
+    """SM and memory clocks of one GPU as found now (not locked), from nvidia-smi."""
+    smi = shutil.which("nvidia-smi")
+    out = _run([smi, f"--id={gpu}", "--query-gpu=clocks.sm,clocks.mem,clocks.max.sm", "--format=csv,noheader,nounits"]) if smi else None
+    if not out:
+        return None
+    try:
+        sm, mem, max_sm = (int(float(x)) for x in out.strip().split(","))
+    except ValueError:
+        return None
+    return {"sm": sm, "memory": mem, "max_sm": max_sm}
+
+
+def driver_version() -> str | None:
+    smi = shutil.which("nvidia-smi")
+    out = _run([smi, "--query-gpu=driver_version", "--format=csv,noheader"]) if smi else None
+    return out.splitlines()[0].strip() if out else None
+
+
 def probe_counter_access() -> CounterAccess:
     params = Path("/proc/driver/nvidia/params")
     if not params.exists():

@@ -15,7 +15,7 @@ from kda_mcp.tools.errors import InvalidArgumentError, not_found
 from kda_mcp.tools.models import Result
 from kda_mcp.tools.store import Store, dumps, now
 
-Verdict = Literal["idea", "keep", "revise", "reject"]
+NoteVerdict = Literal["idea", "keep", "revise", "reject"]
 
 
 class AttemptSummary(Result):

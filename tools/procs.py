@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import time
@@ -14,15 +13,6 @@ import anyio
 import anyio.abc
 
 OUTPUT_CAP = 4 * 1024 * 1024  # bytes of combined output kept (head and tail)
-# Variables a solution must never see: the server's own token and anything that looks like a secret.
-_SECRET = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|CREDENTIAL|AUTH)", re.I)
-
-
-def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The server's environment minus secrets, for children that run agent-supplied code."""
-    env = {k: v for k, v in os.environ.items() if not _SECRET.search(k)}
-    env.update(extra or {})
-    return env
 
 
 @dataclass

@@ -51,6 +51,7 @@ class Settings:
         shared: bool = False,
         sandbox: str | None = None,
         sandbox_user: str | None = None,
+        runtime_dir: str | os.PathLike[str] | None = None,
     ) -> Settings:
         """Flags win over environment variables, which win over the embedded defaults."""
         chosen = dataset or os.environ.get("FIB_DATASET_PATH")
@@ -73,6 +74,7 @@ class Settings:
             state_dir=state,
             cache_dir=Path(cache_dir).expanduser() if cache_dir else defaults.cache_dir,
             workspaces=tuple(Path(p).expanduser().resolve() for p in workspaces) or (_default_workspace(state, shared),),
+            runtime_dir=Path(runtime_dir) if runtime_dir else defaults.runtime_dir,
             sandbox=sandbox or os.environ.get("KDA_SANDBOX") or "auto",
             sandbox_user=sandbox_user or os.environ.get("KDA_SANDBOX_USER") or "kda-sandbox",
         )
@@ -89,11 +91,11 @@ def _default_workspace(state_dir: Path, shared: bool) -> Path:
 
 
 def _runtime_dir() -> Path:
-    """Private job folders live in memory (/dev/shm) when there is one: they hold outputs and builds
-    that never need to survive a restart, and the sandbox user must be able to reach them, which a
-    home folder (0700) does not allow."""
+    """Private job folders (sources, builds, caches of sandboxed processes): somewhere a sandbox user
+    can reach, which a home folder (0700) is not, and where shared libraries may be loaded, which
+    /dev/shm (often mounted noexec) is not. Nothing there needs to survive a restart."""
     if os.environ.get("KDA_RUNTIME_DIR"):
         return Path(os.environ["KDA_RUNTIME_DIR"])
-    shm = Path("/dev/shm")
-    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+    var_tmp = Path("/var/tmp")
+    base = var_tmp if var_tmp.is_dir() and os.access(var_tmp, os.W_OK) else Path(tempfile.gettempdir())
     return base / f"kda-mcp-{os.getuid()}"

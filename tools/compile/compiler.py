@@ -15,6 +15,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,9 +32,14 @@ from kda_mcp.tools.compile.result import CompileResult
 from kda_mcp.tools.compile.sass import disassemble
 from kda_mcp.tools.compile.targets import Target
 from kda_mcp.tools.capabilities import find_cuda_tool
-from kda_mcp.tools.errors import InvalidArgumentError, UnavailableError
+from kda_mcp.tools.errors import InvalidArgumentError, KdaError, UnavailableError
 from kda_mcp.tools.gpus import GpuPool
-from kda_mcp.tools.procs import run_process, scrubbed_env
+from kda_mcp.tools.harness.staging import stage_solution
+from kda_mcp.tools.procs import run_process
+from kda_mcp.tools.sandbox.files import copy_out, copy_tree_out, read_from, write_into
+from kda_mcp.tools.sandbox.launch import child_env, prepare_room_dirs
+from kda_mcp.tools.sandbox.sandbox import Room, Sandbox
+from kda_mcp.tools.sandbox.specs import CudaBuildSpec, JitBuildSpec
 from kda_mcp.tools.solution import check_signature
 
 MAX_DIAGNOSTICS = 20
@@ -40,7 +47,7 @@ LOG_TAIL_CHARS = 20_000
 # Flags that would break the harness or the report if an agent passed them.
 _FORBIDDEN_FLAGS = re.compile(r"^(-o|--output-file|-c|--compile|-E|--preprocess|-M.*|--run|-run|-shared|--shared)$")
 _FLAG_OK = re.compile(r"^-[-A-Za-z0-9_=.,:+/]+$")
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MAX_LIBRARY_BYTES = 512 * 2**20
 
 
 def check_flags(flags: list[str]) -> list[str]:
@@ -107,17 +114,30 @@ def _kernel_warnings(kernels: list[KernelResources]) -> list[str]:
 
 @dataclass
 class Compiler:
+    """Builds run as untrusted code: each in a room of its own, as a build slot's sandbox user;
+    the trusted side copies the library and the result out (no links followed) into the cache."""
+
     cache: BuildCache
     gpus: GpuPool
+    sandbox: Sandbox
     parallel: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     _limiter: anyio.CapacityLimiter | None = None
     _loop: object = None
+    _free: list[int] = field(default_factory=list)
 
-    def _slots(self) -> anyio.CapacityLimiter:
+    @asynccontextmanager
+    async def _slot(self) -> AsyncIterator[int]:
+        """A build slot (one of `parallel`), whose sandbox user no other running build shares."""
         token = anyio.lowlevel.current_token()
         if self._limiter is None or self._loop != token:
             self._limiter, self._loop = anyio.CapacityLimiter(self.parallel), token
-        return self._limiter
+            self._free = list(range(self.parallel))
+        async with self._limiter:
+            slot = self._free.pop(0)
+            try:
+                yield slot
+            finally:
+                self._free.append(slot)
 
     def key_for(self, solution: Solution, target: Target, flags: list[str]) -> str:
         native = solution.spec.language.value in ("cuda", "cpp")
@@ -157,17 +177,16 @@ class Compiler:
             log = self._log_tail(key) if include_log else None
             return cached.model_copy(update={"cache_hit": True, "solution": solution.name, "log": log})
 
-        async with self._slots():
-            folder = self.cache.fresh(key)
-            source_dir = folder / "src"
-            for source in solution.sources:
-                target_file = source_dir / source.path
-                target_file.parent.mkdir(parents=True, exist_ok=True)
-                target_file.write_text(source.content, encoding="utf-8")
-            if solution.spec.language.value in ("cuda", "cpp"):
-                result = await self._build_native(solution, definition, key, folder, target, extra_flags, timeout_s)
-            else:
-                result = await self._build_jit(solution, definition, key, folder, target, timeout_s, first_call_workload, dataset_root)
+        folder = self.cache.fresh(key)
+        if solution.spec.language.value in ("cuda", "cpp"):
+            async with self._slot() as slot:
+                room = self.sandbox.room(f"b{slot}", key)
+                try:
+                    result = await self._build_native(solution, definition, key, folder, room, target, extra_flags, timeout_s)
+                finally:
+                    await anyio.to_thread.run_sync(self.sandbox.clear, [room])
+        else:
+            result = await self._build_jit(solution, definition, key, folder, target, timeout_s, first_call_workload, dataset_root)
         result.warnings = (warnings + (result.warnings or [])) or None
         if result.status == "ok":
             self.cache.store(key, result)
@@ -179,41 +198,33 @@ class Compiler:
         log = self.cache.log(key)
         return None if log is None else log[-LOG_TAIL_CHARS:]
 
-    def _child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = scrubbed_env()
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
-        env.update(extra or {})
-        return env
-
     async def _build_native(
-        self, solution: Solution, definition: Definition, key: str, folder: Path, target: Target, flags: list[str], timeout_s: float
+        self, solution: Solution, definition: Definition, key: str, folder: Path, room: Room, target: Target, flags: list[str], timeout_s: float
     ) -> CompileResult:
         if find_cuda_tool("nvcc") is None:
             raise UnavailableError("nvcc is not installed here, so CUDA/C++ cannot be built.", hint="Install the CUDA toolkit or set CUDA_HOME.")
-        build_dir = folder / "build"
-        build_dir.mkdir()
-        job = {
-            "source_dir": str(folder / "src"),
-            "build_dir": str(build_dir),
-            "files": [s.path for s in solution.sources],
-            "package": f"kda_{key[:16]}",
-            "binding": solution.spec.binding.value if solution.spec.binding else "tvm-ffi",
-            "arch_dotted": target.dotted,
-            "gencode": target.gencode,
-            "extra_flags": flags,
-            "dependencies": list(solution.spec.dependencies),
-            "result_path": str(folder / "child_result.json"),
-        }
-        (folder / "job.json").write_text(json.dumps(job))
-        outcome = await run_process(
-            [sys.executable, "-m", "kda_mcp.tools.compile.cuda_child", str(folder / "job.json")],
-            timeout=timeout_s,
-            env=self._child_env(),
-            cwd=folder,
+        prepare_room_dirs(room)
+        source_dir, _ = stage_solution(room.path, solution, None)
+        build_dir = room.mkdir("build")
+        spec = CudaBuildSpec(
+            source_dir=str(source_dir),
+            build_dir=str(build_dir),
+            files=[s.path for s in solution.sources],
+            package=f"kda_{key[:16]}",
+            binding=solution.spec.binding.value if solution.spec.binding else "tvm-ffi",
+            arch_dotted=target.dotted,
+            gencode=target.gencode,
+            extra_flags=flags,
+            dependencies=list(solution.spec.dependencies),
+            result_path=str(room.path / "child_result.json"),
         )
-        (folder / "build.log").write_text(outcome.output)
-        child = _read_json(folder / "child_result.json")
-        diagnostics, omitted = _sort_diagnostics(parse_diagnostics(outcome.output, source_root=folder / "src"))
+        spec_path = write_into(room.path, "build_spec.json", spec.model_dump_json())
+        argv = self.sandbox.wrap([sys.executable, "-m", "kda_mcp.tools.compile.cuda_child", "--spec", str(spec_path)], room)
+        outcome = await run_process(argv, timeout=timeout_s, env=child_env(room), cwd=room.path)
+        log_text = outcome.output.replace(str(source_dir) + "/", "")
+        (folder / "build.log").write_text(log_text)
+        child = _read_child_result(room)
+        diagnostics, omitted = _sort_diagnostics(await anyio.to_thread.run_sync(lambda: parse_diagnostics(outcome.output, source_root=source_dir)))
         base = dict(
             solution=solution.name,
             definition=definition.name,
@@ -229,18 +240,23 @@ class Compiler:
             return CompileResult(status="failed", message=f"The build ran past {timeout_s:.0f} s and was stopped; raise timeout_s or simplify the code.", **base)
         if not child.get("ok"):
             first = next((d for d in diagnostics if d.severity == "error"), None)
-            where = f"{first.file}:{first.line}: {first.message}" if first and first.file else (child.get("error") or "see the log")
+            where = f"{first.file}:{first.line}: {first.message}" if first and first.file else (str(child.get("error") or "see the log")[:400])
             return CompileResult(
                 status="failed",
                 message=f"Build failed ({sum(d.severity == 'error' for d in diagnostics)} errors). First: {where}. Fix it and call compile_solution again (include_log=true shows the raw log).",
                 **base,
             )
-        library = Path(child["library"])
-        kernels = parse_ptxas_info(outcome.output)
-        sass, sass_note = _sass_of(library)
+        built = Path(str(child.get("library", "")))
+        if not built.is_relative_to(room.path):
+            return CompileResult(status="failed", message="The build reported a library outside its own folder; nothing was kept.", **base)
+        library = folder / "lib" / built.name
+        if not copy_out(room.path, str(built.relative_to(room.path)), library, limit=MAX_LIBRARY_BYTES):
+            return CompileResult(status="failed", message="The build reported a library that is not there (or is a link); nothing was kept.", **base)
+        kernels = await anyio.to_thread.run_sync(parse_ptxas_info, outcome.output)
+        sass, sass_note = await anyio.to_thread.run_sync(_sass_of, library)
         for kernel in kernels:
             kernel.sass = sass.get(kernel.name) or sass.get(f"{kernel.name}@{kernel.arch}")
-        (folder / "artifacts.json").write_text(json.dumps({"library": str(library), "source_dir": str(folder / "src")}))
+        (folder / "artifacts.json").write_text(json.dumps({"library": str(library)}))
         spills = sum((k.spill_store_bytes or 0) + (k.spill_load_bytes or 0) for k in kernels)
         note = " (device code only: link needs a CUDA build of torch)" if library.suffix == ".cubin" else ""
         return CompileResult(
@@ -286,27 +302,31 @@ class Compiler:
         if workload is None:
             raise InvalidArgumentError(f"{definition.name} has no workloads, so there is nothing to call the solution with.")
         cache_dir = folder / "triton_cache"
-        job = {
-            "source_dir": str(folder / "src"),
-            "solution": solution.model_dump_json(),
-            "definition": definition.model_dump_json(),
-            "workload": workload.model_dump_json(),
-            "dataset_root": str(dataset_root),
-            "result_path": str(folder / "child_result.json"),
-        }
-        (folder / "job.json").write_text(json.dumps(job))
         async with self.gpus.lease("compile_solution (first call)") as lease:
-            outcome = await run_process(
-                [sys.executable, "-m", "kda_mcp.tools.compile.jit_child", str(folder / "job.json")],
-                timeout=timeout_s,
-                env=self._child_env({"CUDA_VISIBLE_DEVICES": str(lease.gpu), "TRITON_CACHE_DIR": str(cache_dir)}),
-                cwd=folder,
-            )
-        (folder / "build.log").write_text(outcome.output)
-        child = _read_json(folder / "child_result.json")
-        diagnostics, omitted = _sort_diagnostics(parse_diagnostics(outcome.output, source_root=folder / "src"))
+            room = self.sandbox.room(f"g{lease.gpu}solo", key)
+            try:
+                prepare_room_dirs(room)
+                source_dir, _ = stage_solution(room.path, solution, None)
+                spec = JitBuildSpec(
+                    source_dir=str(source_dir),
+                    solution=solution.model_dump_json(),
+                    definition=definition.model_dump_json(),
+                    workload=workload.model_dump_json(),
+                    dataset_root=str(dataset_root),
+                    result_path=str(room.path / "child_result.json"),
+                )
+                spec_path = write_into(room.path, "jit_spec.json", spec.model_dump_json())
+                argv = self.sandbox.wrap([sys.executable, "-m", "kda_mcp.tools.compile.jit_child", "--spec", str(spec_path)], room)
+                outcome = await run_process(argv, timeout=timeout_s, env=child_env(room, gpu=lease.gpu), cwd=room.path)
+                child = _read_child_result(room)
+                # What Triton compiled, copied out of the room (regular files only) before it is cleared.
+                await anyio.to_thread.run_sync(lambda: copy_tree_out(room.path, "triton", cache_dir, limit=MAX_LIBRARY_BYTES))
+            finally:
+                await anyio.to_thread.run_sync(self.sandbox.clear, [room])
+        (folder / "build.log").write_text(outcome.output.replace(str(source_dir) + "/", ""))
+        diagnostics, omitted = _sort_diagnostics(await anyio.to_thread.run_sync(lambda: parse_diagnostics(outcome.output, source_root=source_dir)))
         base.update(build_seconds=round(outcome.seconds, 2), diagnostics=diagnostics or None, diagnostics_omitted=omitted or None)
-        kernels, binaries, arch = _triton_kernels(cache_dir)
+        kernels, binaries, arch = await anyio.to_thread.run_sync(_triton_kernels, cache_dir)
         base["target"] = arch or target.name
         if outcome.timed_out:
             return CompileResult(status="failed", message=f"The first call ran past {timeout_s:.0f} s and was stopped (a hang, or a very slow JIT).", **base)
@@ -344,6 +364,16 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def _read_child_result(room: Room) -> dict:
+    """The result file a (sandboxed) build child wrote: untrusted, so size-capped and link-free."""
+    try:
+        data = read_from(room.path, "child_result.json", limit=1 << 20)
+        value = json.loads(data) if data else {}
+    except (KdaError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _python_syntax_errors(solution: Solution) -> list[Diagnostic]:

@@ -1,6 +1,6 @@
 """Child process that builds a CUDA/C++ solution into a loadable library.
 
-Run as `python -m tools.compile.cuda_child JOB.json`. It lives in its own process (and process
+Run as `python -m kda_mcp.tools.compile.cuda_child --spec SPEC.json` (as a sandbox user). It lives in its own process (and process
 group) so a build can be timed out or cancelled by killing the group, nvcc and ninja included.
 Everything it prints is the build log the parent parses; the outcome goes to result.json.
 """
@@ -135,8 +135,10 @@ def _analyse_only(job: dict[str, Any], sources: list[Path], *, torch_includes: b
     return cubins[0] if cubins else ""
 
 
-def main(job_path: str) -> int:
-    job = json.loads(Path(job_path).read_text())
+def main(argv: list[str]) -> int:
+    from kda_mcp.tools.sandbox.specs import CudaBuildSpec, read_spec
+
+    job = read_spec(CudaBuildSpec, argv).model_dump()
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
     source_dir = Path(job["source_dir"])
     sources = [source_dir / p for p in job["files"] if Path(p).suffix in CUDA_SUFFIXES | CPP_SUFFIXES]
@@ -159,4 +161,4 @@ def main(job_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1:]))

@@ -2,7 +2,7 @@
 
 Triton (and other JIT DSLs) compile on the first call, with the argument types that call brings,
 so `compile_solution` runs the entry point once on the smallest dev workload and reports a JIT
-failure as a compile error. Run as `python -m tools.compile.jit_child JOB.json` with
+failure as a compile error. Run as `python -m kda_mcp.tools.compile.jit_child --spec SPEC.json` (as a sandbox user) with
 TRITON_CACHE_DIR pointing at a fresh folder: every kernel compiled lands there for inspection.
 """
 
@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 
-def main(job_path: str) -> int:
-    job = json.loads(Path(job_path).read_text())
+def main(argv: list[str]) -> int:
+    from kda_mcp.tools.sandbox.specs import JitBuildSpec, read_spec
+
+    job = read_spec(JitBuildSpec, argv).model_dump()
     result: dict[str, Any] = {"ok": False, "phase": "setup"}
     try:
         import torch
@@ -56,4 +58,4 @@ def main(job_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1:]))

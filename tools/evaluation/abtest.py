@@ -1,8 +1,8 @@
-"""compare_solutions: an interleaved A/B of two solutions on one GPU, with a significance verdict.
+"""The statistics and result of an A/B comparison (compare_solutions).
 
-Both solutions are loaded in their own processes at once; timed rounds alternate A B B A A B ...
-so drift in clocks or temperature lands on both equally. Each round gives one median per side;
-the verdict rests on the paired log-ratios of the rounds.
+Each round gives one median per side; the verdict rests on the paired log-ratios of the rounds:
+statistically, B is faster when the whole 95% interval lies above 1; `meaningful` says whether it
+also clears the practical threshold (PRACTICAL_THRESHOLD either way), and both are stated.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from typing import Literal
 from pydantic import Field
 
 from kda_mcp.tools.evaluation.stats import geomean
+from kda_mcp.tools.evaluation.models import Finding
 from kda_mcp.tools.models import Result
 
-Verdict = Literal["b_faster", "b_slower", "no_significant_difference", "not_comparable"]
+ABVerdict = Literal["b_faster", "b_slower", "no_significant_difference", "not_comparable"]
+PRACTICAL_THRESHOLD = 0.01  # a difference under 1% is rarely worth a direction of its own
 
 
 class WorkloadAB(Result):
@@ -30,8 +32,10 @@ class WorkloadAB(Result):
     speedup_b_over_a: float | None = Field(default=None, description="a_us / b_us: above 1 means B is faster.")
     ci95: list[float] | None = Field(default=None, description="95% interval of the speedup, from the paired rounds.")
     noise_pct: float | None = Field(default=None, description="Spread of the paired log-ratios (std, in %).")
-    verdict: Verdict
+    verdict: ABVerdict
+    meaningful: bool | None = Field(default=None, description=f"The whole interval is more than {PRACTICAL_THRESHOLD:.0%} away from 1.")
     rounds: int = 0
+    findings: list[Finding] | None = Field(default=None, description="Integrity findings that made the workload not comparable.")
 
 
 class ComparisonResult(Result):
@@ -40,7 +44,7 @@ class ComparisonResult(Result):
     b: str
     b_hash: str
     definition: str
-    verdict: Verdict
+    verdict: ABVerdict
     geomean_speedup_b_over_a: float | None = None
     message: str
     workloads: list[WorkloadAB]
@@ -60,36 +64,35 @@ def paired_interval(a: list[float], b: list[float], *, seed: int = 0, resamples:
     return center, low, high, noise
 
 
-def verdict_for(low: float, high: float, *, threshold: float = 0.005) -> Verdict:
-    """B is faster when the whole interval sits above 1 (by more than the threshold), and so on."""
-    if low > 1 + threshold:
+def verdict_for(low: float, high: float) -> ABVerdict:
+    """B is faster when the whole 95% interval lies above 1, slower when below, else no difference."""
+    if low > 1:
         return "b_faster"
-    if high < 1 - threshold:
+    if high < 1:
         return "b_slower"
     return "no_significant_difference"
 
 
-def summarize(rows: list[WorkloadAB]) -> tuple[Verdict, float | None, str]:
+def meaningful(low: float, high: float, threshold: float = PRACTICAL_THRESHOLD) -> bool:
+    return low > 1 + threshold or high < 1 - threshold
+
+
+def summarize(rows: list[WorkloadAB]) -> tuple[ABVerdict, float | None, str]:
     comparable = [r for r in rows if r.verdict != "not_comparable"]
     if not comparable:
         return "not_comparable", None, "No workload passed for both solutions, so there is no speed to compare."
     speedup = geomean([r.speedup_b_over_a for r in comparable if r.speedup_b_over_a])
     votes = {v: sum(r.verdict == v for r in comparable) for v in ("b_faster", "b_slower", "no_significant_difference")}
     if votes["b_faster"] and not votes["b_slower"]:
-        overall: Verdict = "b_faster"
+        overall: ABVerdict = "b_faster"
     elif votes["b_slower"] and not votes["b_faster"]:
         overall = "b_slower"
     else:
         overall = "no_significant_difference"
     parts = [f"{n} {v.replace('_', ' ')}" for v, n in votes.items() if n]
     message = f"Geomean speedup of B over A: {speedup:.3f}x ({'; '.join(parts)} across {len(comparable)} workload(s))." if speedup else "No speedup computed."
+    message += f" A verdict means the 95% interval excludes 1; 'meaningful' marks intervals more than {PRACTICAL_THRESHOLD:.0%} from 1."
     failing = [r for r in rows if r.verdict == "not_comparable"]
     if failing:
         message += f" {len(failing)} workload(s) not comparable (a side did not pass)."
     return overall, speedup, message
-
-
-def round_order(rounds: int) -> list[str]:
-    """A B B A A B B A ...: each side goes first as often as second."""
-    pattern = ["a", "b", "b", "a"]
-    return [pattern[i % 4] for i in range(2 * rounds)]

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 from flashinfer_bench.data import Definition, Solution
 
 from kda_mcp.tools.app import KdaApp
 from kda_mcp.tools.errors import InvalidArgumentError, not_found
-from kda_mcp.tools.evaluation.models import BenchmarkConfig
+from kda_mcp.tools.evaluation.models import BenchmarkConfig, BenchmarkResult
 from kda_mcp.tools.evaluation.policy import Policy
-from kda_mcp.tools.evaluation.runner import Plan
+from kda_mcp.tools.evaluation.report import assemble, compile_error
+from kda_mcp.tools.evaluation.runner import Built, Plan, SidePlan, reference_solution
 from kda_mcp.tools.jobs import JobContext
 from kda_mcp.tools.solution import SolutionInput, check_signature, resolve_input
 from kda_mcp.tools.traces import write_traces
 
 log = logging.getLogger(__name__)
+Progress = Callable[[int, int, str], None]
 
 
 def choose_baseline(app: KdaApp, definition: Definition, choice: str | None) -> Solution | None:
@@ -65,12 +69,33 @@ def plan_benchmark(
     )
 
 
+async def run(app: KdaApp, plan: Plan, *, progress: Progress, on_gpu: Callable[[int], None]) -> BenchmarkResult:
+    """Build the candidate (and baseline), then measure candidate, reference and baseline together."""
+    started = time.monotonic()
+    progress(0, len(plan.workloads) + 1, "building")
+    evaluator = app.evaluator
+    candidate = await evaluator.build(plan.solution, plan.definition, plan.target, plan.dataset_root)
+    if candidate.error:
+        return compile_error(plan, candidate)
+    sides = [SidePlan("candidate", candidate, policy_applies=True), SidePlan("reference", Built(solution=reference_solution(plan.definition)))]
+    if plan.baseline is not None:
+        baseline = await evaluator.build(plan.baseline, plan.definition, plan.target, plan.dataset_root)
+        if baseline.error:
+            log.warning("the baseline %s did not build: %s", plan.baseline.name, baseline.error)
+        else:
+            sides.append(SidePlan("baseline", baseline))
+    built_s = time.monotonic() - started
+    measurement = await evaluator.measure(sides, plan, plan.config.timing(), progress=progress, on_gpu=on_gpu, purpose=f"run_benchmark {plan.solution.name}")
+    measurement.phases = {"build": round(built_s, 2), **measurement.phases}
+    return assemble(plan, measurement, app.sandbox.describe())
+
+
 def submit_benchmark(app: KdaApp, plan: Plan, *, parent_attempt: str | None = None) -> str:
     app.ledger.check_parent(parent_attempt)
     app.gpus.require("run_benchmark")
 
     async def work(job: JobContext) -> dict:
-        result = await app.evaluator.run(plan, progress=job.progress, on_gpu=job.on_gpu, run_id=job.job_id)
+        result = await run(app, plan, progress=job.progress, on_gpu=job.on_gpu)
         result.attempt_id = app.ledger.new_id()
         result.parent_attempt = parent_attempt
         app.ledger.record(

@@ -18,19 +18,29 @@ class BenchmarkConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     correctness_trials: int = Field(default=3, ge=1, le=20, description="Calls on fresh random inputs (new seed each) checked against the reference.")
-    warmup: int = Field(default=10, ge=1, le=1000, description="Untimed calls before timing (JIT, autotune, allocator).")
-    iterations: int | None = Field(default=None, ge=5, le=5000, description="Timed calls; default: enough for ~0.3 s of GPU time, 20-200.")
-    min_iterations: int = Field(default=20, ge=5, le=5000)
-    max_iterations: int = Field(default=200, ge=5, le=5000)
+    warmup: int = Field(default=10, ge=1, le=1000, description="Untimed calls per side before timing (JIT, autotune, allocator).")
+    rounds: int = Field(default=8, ge=2, le=64, description="Timed rounds; each side runs one batch per round, in a shuffled order, so drift lands on every side alike.")
+    iterations: int | None = Field(default=None, ge=4, le=5000, description="Timed calls per side over all rounds; default: enough for ~target_seconds of GPU time, between min and max.")
+    min_iterations: int = Field(default=32, ge=4, le=5000)
+    max_iterations: int = Field(default=200, ge=4, le=5000)
     target_seconds: float = Field(default=0.3, gt=0, le=30)
-    rotation_sets: int = Field(default=3, ge=2, le=64, description="Input sets with distinct storage that timed calls rotate through.")
-    rotation_budget_bytes: int = Field(default=4 * 2**30, ge=2**20)
-    regenerate_limit_bytes: int = Field(default=512 * 2**20, ge=0, description="Refill inputs with fresh data before each timed call up to this size.")
-    workload_timeout_s: float = Field(default=120, ge=1, le=3600, description="A workload step that runs longer is stopped: TIMEOUT.")
+    workload_timeout_s: float = Field(default=120, ge=1, le=3600, description="A call that runs longer is stopped: TIMEOUT.")
     memory_limit_gb: float | None = Field(default=None, gt=0, description="Host memory a solution process may use (default: half of RAM).")
-    force_cuda_events: bool = Field(default=False, description="Time with CUDA events instead of CUPTI (labelled fallback).")
+    force_cuda_events: bool = Field(default=False, description="Have the executor report CUDA events instead of CUPTI (labelled fallback).")
     floor_factor: float = Field(default=0.8, gt=0, le=1, description="Flag times below this fraction of the bytes/bandwidth floor.")
     speedup_ceiling: float = Field(default=100.0, gt=1, description="Flag speedups above this (over the reference or the baseline) for review.")
+
+    def timing(self) -> dict[str, int | float | None]:
+        """What the judge needs to plan its rounds."""
+        per_round = -(-self.iterations // self.rounds) if self.iterations else None
+        return {
+            "rounds": self.rounds,
+            "warmup": self.warmup,
+            "calls": per_round,
+            "min_calls": self.min_iterations,
+            "max_calls": self.max_iterations,
+            "target_seconds": self.target_seconds,
+        }
 
 
 class TimingStats(Result):
@@ -43,7 +53,9 @@ class TimingStats(Result):
 
 class Speedups(Result):
     vs_reference: float | None = None
+    vs_reference_ci95: list[float] | None = Field(default=None, description="95% interval of the speedup over the reference, from the paired rounds.")
     vs_baseline: float | None = None
+    vs_baseline_ci95: list[float] | None = None
 
 
 class Finding(Result):
@@ -58,9 +70,12 @@ class WorkloadResult(Result):
     max_abs_error: float | None = None
     max_rel_error: float | None = None
     matched_ratio: float | None = None
-    latency: TimingStats | None = None
-    host_call_us: float | None = Field(default=None, description="Median CPU time of one call until it returns (launch overhead and host work).")
-    wall_us: float | None = Field(default=None, description="Median start-to-finish time of one call, host and synchronize included.")
+    latency: TimingStats | None = Field(default=None, description="GPU time per call: first kernel start to last kernel end, over every stream (the executor's CUPTI records, verified by the judge).")
+    outside_us: float | None = Field(default=None, description="The judge's own measurement of a call from outside the solution's process, minus the handshake's calibrated overhead.")
+    busy_us: float | None = Field(default=None, description="Median GPU busy time per call (kernel intervals merged); far below latency means gaps between kernels.")
+    kernels: int | None = Field(default=None, description="Median number of GPU activities (kernels, copies) per call.")
+    host_call_us: float | None = Field(default=None, description="Median CPU time to launch one call (until it returns).")
+    launch_bound: bool | None = Field(default=None, description="True when launching a call takes the host longer than the GPU takes to run it.")
     reference_us: float | None = None
     baseline_us: float | None = None
     speedup: Speedups | None = None
@@ -89,6 +104,8 @@ class Provenance(Result):
     triton: str | None = None
     clocks_mhz: dict[str, int] | None = Field(default=None, description="SM and memory clocks as found before timing (not locked).")
     method: str
+    isolation: dict[str, str] | None = Field(default=None, description="How the solution was kept from the evaluator (sandbox mode and what it means).")
+    verification: dict[str, Any] | None = Field(default=None, description="How the executor's times were checked against the judge's own clock, and the tolerance.")
     copy_bandwidth_tb_s: float | None = None
     seeds: dict[str, Any]
     config: dict[str, Any]

@@ -1,16 +1,16 @@
-"""The orchestrator of one benchmark: build, run the candidate and the baseline in solution
-children on a leased GPU, let the judge decide, and assemble the result.
+"""The orchestrator of run_benchmark and compare_solutions (one runner for both): build each side,
+lease a GPU, start the judge and one sandboxed executor per side, hand each executor to the
+judge, walk the workloads, then end every process and file of the job.
 
-Runs in the job loop. A child that crashes, hangs or exhausts memory costs its workload a
-status (RUNTIME_ERROR / TIMEOUT) and is replaced for the rest; nothing waits forever.
+Runs in the job loop. The judge measures and decides; this process only manages processes: an
+executor that crashes, hangs or outgrows its memory costs its side that workload (the judge
+reports RUNTIME_ERROR / TIMEOUT) and is replaced for the next; nothing waits forever.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import secrets
-import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,24 +18,27 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from flashinfer_bench.data import Definition, Solution, Workload
+import anyio.abc
+from flashinfer_bench.data import BuildSpec, Definition, Solution, SourceFile, Workload
 
-from kda_mcp.tools.evaluation.models import (
-    BenchmarkConfig,
-    BenchmarkResult,
-)
-from kda_mcp.tools.evaluation.policy import Policy
-from kda_mcp.tools.evaluation.pool import WarmPool, spawn_child
-from kda_mcp.tools.evaluation.report import assemble, compile_error, gpu_clocks
-from kda_mcp.tools.evaluation.session import ChildSession, Reply, default_memory_limit, new_nonce, session_for
-from kda_mcp.tools.compile.compiler import PROJECT_ROOT, Compiler
+from kda_mcp.tools.capabilities import gpu_clocks
+from kda_mcp.tools.compile.compiler import Compiler
 from kda_mcp.tools.compile.targets import Target
+from kda_mcp.tools.evaluation.models import BenchmarkConfig
+from kda_mcp.tools.evaluation.policy import Policy
+from kda_mcp.tools.evaluation.pool import Child, Commands, Pool
+from kda_mcp.tools.evaluation.wire import WireClosed, WireError
 from kda_mcp.tools.gpus import GpuPool, Lease
+from kda_mcp.tools.harness.staging import stage_solution
 from kda_mcp.tools.models import Tolerance
-from kda_mcp.tools.procs import scrubbed_env
+from kda_mcp.tools.sandbox.sandbox import Room, Sandbox, kill_user, processes_of, terminate_group
+from kda_mcp.tools.sandbox.specs import ExecutorSpec, JudgeSpec
 
-LOAD_TIMEOUT_S = 180  # import + first CUDA use of a fresh child
+log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
+READY_TIMEOUT_S = 300
+MEMORY_POLL_S = 0.25
+MAX_LIBRARY_BYTES = 512 * 2**20
 
 
 @dataclass
@@ -55,313 +58,303 @@ class Plan:
 
 @dataclass
 class Built:
-    """A solution ready for a child: its sources on disk and, for CUDA/C++, the library."""
+    """A solution ready for an executor: its sources and, for CUDA/C++, the built library."""
 
-    source_dir: Path | None = None
-    library: str | None = None
+    solution: Solution
+    library: Path | None = None
     error: str | None = None
     compile_report: dict[str, Any] | None = None
 
 
 @dataclass
-class ChildCommands:
-    """How children start; tests substitute fakes to exercise crash handling without a GPU."""
+class SidePlan:
+    name: str  # candidate | reference | baseline | a | b
+    built: Built
+    policy_applies: bool = False
 
-    solution: list[str] = field(default_factory=lambda: [sys.executable, "-m", "kda_mcp.tools.evaluation.solution_child"])
-    judge: list[str] = field(default_factory=lambda: [sys.executable, "-m", "kda_mcp.tools.evaluation.judge_child"])
-    warm: bool = True  # the real children support '--warm' (tools/bench/pool.py)
+
+@dataclass
+class Measurement:
+    """Everything the judge reported, plus what only the orchestrator knows."""
+
+    facts: dict[str, Any] = field(default_factory=dict)
+    attached: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workloads: list[dict[str, Any]] = field(default_factory=list)
+    logs: dict[str, str] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    gpu: int | None = None
+    clocks: dict[str, int] | None = None
+    trial_seeds: dict[str, list[int]] = field(default_factory=dict)
+
+
+def reference_solution(definition: Definition) -> Solution:
+    """The definition's own reference, packaged as a value-returning Python solution."""
+    return Solution(
+        name=f"{definition.name}__reference",
+        definition=definition.name,
+        author="kda-mcp",
+        spec=BuildSpec(language="python", target_hardware=["cuda"], entry_point="reference.py::run", destination_passing_style=False),
+        sources=[SourceFile(path="reference.py", content=definition.reference)],
+    )
 
 
 class Evaluator:
-    def __init__(self, compiler: Compiler, gpus: GpuPool, runs_dir: Path, commands: ChildCommands | None = None) -> None:
+    def __init__(self, compiler: Compiler, gpus: GpuPool, sandbox: Sandbox, commands: Commands | None = None) -> None:
         self.compiler = compiler
         self.gpus = gpus
-        self.runs_dir = runs_dir
-        self.commands = commands or ChildCommands()
-        self.pool = WarmPool({"solution": self.commands.solution, "judge": self.commands.judge}, enabled=self.commands.warm)
+        self.sandbox = sandbox
+        self.commands = commands or Commands()
+        self.pool = Pool(sandbox, self.commands)
 
-    async def _start(self, kind: str, lease: Lease, job: Path) -> Any:
-        """A child of `kind` working on `job`: a warm one from the pool, or a fresh one."""
-        env = self._child_env(lease)
-        if not self.commands.warm:
-            command = self.commands.solution if kind == "solution" else self.commands.judge
-            return await spawn_child([*command, str(job)], env)
-        proc = await self.pool.take(kind, lease.gpu, env)
-        if proc.returncode is None and proc.stdin is not None:
-            try:
-                await proc.stdin.send(f"{job}\n".encode())
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                pass  # it died while warming; the session reports it
-        return proc
+    async def aclose(self) -> None:
+        """Kill the spares and clear their rooms (the server is stopping)."""
+        rooms = self.pool.rooms()
+        await self.pool.aclose()
+        await anyio.to_thread.run_sync(self.sandbox.clear, rooms)
 
     # ---- building
 
-    async def build(self, solution: Solution, definition: Definition, target: Target, dataset_root: Path, run_dir: Path, tag: str) -> Built:
-        if solution.spec.language.value in ("cuda", "cpp"):
-            report = await self.compiler.compile(
-                solution, definition, target=target, extra_flags=[], timeout_s=600, first_call_workload=None, dataset_root=dataset_root
-            )
-            if report.status != "ok":
-                return Built(error=report.message, compile_report=report.model_dump(exclude_none=True))
-            artifacts = self.compiler.cache.artifacts(report.build_key)
-            if not artifacts.get("library", "").endswith(".so"):
-                return Built(error="built for analysis only (this torch has no CUDA); cannot run it", compile_report=report.model_dump(exclude_none=True))
-            return Built(source_dir=Path(artifacts["source_dir"]), library=artifacts["library"])
-        source_dir = run_dir / f"{tag}_src"
-        for source in solution.sources:
-            path = source_dir / source.path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(source.content, encoding="utf-8")
-        return Built(source_dir=source_dir)
+    async def build(self, solution: Solution, definition: Definition, target: Target, dataset_root: Path) -> Built:
+        if solution.spec.language.value not in ("cuda", "cpp"):
+            return Built(solution=solution)
+        report = await self.compiler.compile(solution, definition, target=target, extra_flags=[], timeout_s=600, first_call_workload=None, dataset_root=dataset_root)
+        if report.status != "ok":
+            return Built(solution=solution, error=report.message, compile_report=report.model_dump(exclude_none=True))
+        library = self.compiler.cache.artifacts(report.build_key).get("library", "")
+        if not library.endswith(".so"):
+            return Built(solution=solution, error="built for analysis only (this torch has no CUDA); cannot run it", compile_report=report.model_dump(exclude_none=True))
+        return Built(solution=solution, library=Path(library))
 
-    # ---- the whole benchmark
+    # ---- one measurement session: the judge and the sides on one leased GPU
 
-    async def run(self, plan: Plan, *, progress: Progress, on_gpu: Callable[[int], None], run_id: str) -> BenchmarkResult:
-        run_dir = self.runs_dir / run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        seeds = {w.uuid: [secrets.randbits(31) for _ in range(plan.config.correctness_trials)] for w in plan.workloads}
-        timing_seeds = {w.uuid: secrets.randbits(31) for w in plan.workloads}
-        total = len(plan.workloads) * (2 if plan.baseline else 1) + 1
-        progress(0, total, "building")
-        phases: dict[str, float] = {}
-        clock = time.monotonic()
+    async def measure(
+        self,
+        sides: list[SidePlan],
+        plan: Plan,
+        timing: dict[str, Any],
+        *,
+        progress: Progress,
+        on_gpu: Callable[[int], None],
+        purpose: str,
+    ) -> Measurement:
+        result = Measurement()
+        clock = [time.monotonic()]
 
         def phase(name: str) -> None:
-            nonlocal clock
             now = time.monotonic()
-            phases[name] = round(now - clock, 2)
-            clock = now
+            result.phases[name] = round(now - clock[0], 2)
+            clock[0] = now
 
-        try:
-            candidate = await self.build(plan.solution, plan.definition, plan.target, plan.dataset_root, run_dir, "candidate")
-            if candidate.error:
-                return compile_error(plan, candidate)
-            baseline = await self.build(plan.baseline, plan.definition, plan.target, plan.dataset_root, run_dir, "baseline") if plan.baseline else None
-
-            phase("build")
-            async with self.gpus.lease(f"run_benchmark {plan.solution.name}") as lease:
-                phase("wait_for_gpu")
-                on_gpu(lease.gpu)
-                clocks = gpu_clocks(lease.gpu)
-                done = 0
-
-                def step(message: str) -> None:
-                    nonlocal done
-                    done += 1
-                    progress(done, total, message)
-
-                # Start every process now so they load in parallel; nothing is timed until all are up.
-                judge_job = self._judge_job(plan, run_dir)
-                jobs = {"judge": ("judge", judge_job), "candidate": ("solution", self._job_file(plan, plan.solution, candidate, run_dir / "candidate", new_nonce()))}
-                if baseline and not baseline.error and plan.baseline:
-                    jobs["baseline"] = ("solution", self._job_file(plan, plan.baseline, baseline, run_dir / "baseline", new_nonce()))
-                procs: dict[str, Any] = {}
-
-                async def start(key: str) -> None:
-                    procs[key] = await self._start(jobs[key][0], lease, jobs[key][1])
-
+        total = len(plan.workloads) + 1
+        progress(0, total, "waiting for a GPU")
+        async with self.gpus.lease(purpose) as lease:
+            phase("wait_for_gpu")
+            on_gpu(lease.gpu)
+            result.gpu = lease.gpu
+            result.clocks = await anyio.to_thread.run_sync(gpu_clocks, lease.gpu)
+            slots = {side.name: f"g{lease.gpu}s{i}" for i, side in enumerate(sides)}
+            rooms: list[Room] = []
+            children: dict[str, Child] = {}
+            try:
                 async with anyio.create_task_group() as tg:
-                    for key in jobs:
-                        tg.start_soon(start, key)
-                judge_proc, first, base_first = procs["judge"], procs["candidate"], procs.get("baseline")
-                # Spares for the next job start importing now (CPU only, see pool.py).
-                await self.pool.replenish(lease.gpu, self._child_env(lease), {"solution": 2, "judge": 1})
-                phase("start_processes")
-                async with session_for(judge_proc, judge_job) as judge:
-                    ready = await judge.receive(LOAD_TIMEOUT_S)
-                    records = await self._run_solution(plan, plan.solution, candidate, run_dir / "candidate", seeds, timing_seeds, lease, step, first)
-                    phase("candidate")
-                    base_records: dict[int, dict[str, Any]] = {}
-                    if base_first is not None and plan.baseline and baseline:
-                        base_records = await self._run_solution(plan, plan.baseline, baseline, run_dir / "baseline", seeds, timing_seeds, lease, step, base_first)
-                        phase("baseline")
-                    verdicts = await self._judge(plan, run_dir, seeds, records, base_records, judge, ready)
-                    phase("judge")
-                progress(total, total, "judged")
-            result = assemble(plan, records, base_records, verdicts, seeds, timing_seeds, clocks, lease.gpu)
-            result.phase_seconds = phases
-            return result
-        finally:
-            shutil.rmtree(run_dir, ignore_errors=True)  # outputs are large; results live in the ledger
+                    try:
+                        await self._session(sides, plan, timing, lease, slots, rooms, children, result, tg, progress, phase)
+                    finally:
+                        for child in children.values():
+                            child.kill()
+                        tg.cancel_scope.cancel()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    rooms += [c.room for c in children.values() if c.room is not None and c.room not in rooms]
+                    outcome = await anyio.to_thread.run_sync(self.sandbox.clear, rooms)
+                    log.debug("cleared job rooms: %s", outcome)
+                    try:
+                        await self.pool.replenish(lease.gpu, {"judge": [f"j{lease.gpu}"], "executor": list(slots.values())})
+                    except Exception:  # spares are an optimization; the next job starts fresh ones
+                        log.warning("could not start spare processes", exc_info=True)
+        return result
 
-    # ---- children
-
-    def _job_file(self, plan: Plan, solution: Solution, built: Built, out_dir: Path, nonce: str) -> Path:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        candidate = solution is plan.solution  # the policy binds the candidate, not the dataset's baseline
-        job = {
-            "forbidden_calls": plan.policy.forbidden_calls if candidate else [],
-            "nonce": nonce,
-            "solution": solution.model_dump_json(),
-            "definition": plan.definition.model_dump_json(),
-            "workloads": [w.model_dump_json() for w in plan.workloads],
-            "source_dir": str(built.source_dir),
-            "library": built.library,
-            "dataset_root": str(plan.dataset_root),
-            "out_dir": str(out_dir),
-            "config": plan.config.model_dump(),
-        }
-        path = out_dir / "job.json"
-        path.write_text(json.dumps(job))
-        return path
-
-    def _child_env(self, lease: Lease) -> dict[str, str]:
-        env = lease.child_env(scrubbed_env())
-        env["PYTHONPATH"] = ":".join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
-
-    async def _run_solution(
+    async def _session(
         self,
+        sides: list[SidePlan],
         plan: Plan,
-        solution: Solution,
-        built: Built,
-        out_dir: Path,
-        seeds: dict[str, list[int]],
-        timing_seeds: dict[str, int],
+        timing: dict[str, Any],
         lease: Lease,
-        step: Callable[[str], None],
-        first: Any,
-    ) -> dict[int, dict[str, Any]]:
-        """Per workload index: {"status": ..., "trials": {...}, "timing": {...}, "log": ...}."""
-        records: dict[int, dict[str, Any]] = {}
-        pending = list(range(len(plan.workloads)))
-        timeout = plan.config.workload_timeout_s
-        memory = int(plan.config.memory_limit_gb * 2**30) if plan.config.memory_limit_gb else default_memory_limit()
-        proc, job = first, out_dir / "job.json"
-        while pending:
-            if proc is None:  # the previous child died: a fresh one takes the remaining workloads
-                job = self._job_file(plan, solution, built, out_dir, new_nonce())
-                proc = await self._start("solution", lease, job)
-            async with session_for(proc, job, memory_limit=memory) as child:
-                proc = None
-                hello = await child.receive(LOAD_TIMEOUT_S)
-                if not hello.ok or hello.message.get("event") != "ready":
-                    status = "COMPILE_ERROR" if hello.ok else ("TIMEOUT" if hello.failure == "timeout" else "RUNTIME_ERROR")
-                    why = hello.message.get("error") if hello.ok else f"the solution process {child.exit_description} while loading"
-                    log = (hello.message.get("traceback") or "") + "\n" + child.tail()
-                    for index in pending:
-                        records[index] = {"status": status, "error": f"could not load the solution: {why}", "log": log.strip()}
-                        step(f"{solution.name}: load failed")
-                    return records
-                while pending:
-                    index = pending.pop(0)
-                    workload = plan.workloads[index]
-                    record: dict[str, Any] = {}
-                    records[index] = record
-                    trials = await child.request({"cmd": "trials", "index": index, "seeds": seeds[workload.uuid]}, timeout)
-                    if not self._take(record, trials, child, "correctness trials", timeout):
-                        step(f"{solution.name}: workload {index + 1} {record['status']}")
-                        break
-                    record["trials"] = trials.message
-                    timed = await child.request({"cmd": "time", "index": index, "seed": timing_seeds[workload.uuid]}, timeout)
-                    if not self._take(record, timed, child, "timing", timeout):
-                        step(f"{solution.name}: workload {index + 1} {record['status']}")
-                        break
-                    record["timing"] = timed.message
-                    # Wall time of the whole timed batch, measured here, outside the solution's process.
-                    record["timing"]["outside_wall_s"] = timed.wall_s
-                    saved = await child.request({"cmd": "save", "index": index}, timeout)
-                    if not self._take(record, saved, child, "saving outputs", timeout):
-                        step(f"{solution.name}: workload {index + 1} {record['status']}")
-                        break
-                    record["timing"]["checked"] = saved.message["checked"]
-                    record["integrity"] = _merge_integrity(trials.message, timed.message, saved.message)
-                    record["status"] = "ok"
-                    step(f"{solution.name}: workload {index + 1}/{len(plan.workloads)} timed")
-                else:
-                    await child.request({"cmd": "exit"}, 10)
-        return records
+        slots: dict[str, str],
+        rooms: list[Room],
+        children: dict[str, Child],
+        result: Measurement,
+        tg: anyio.abc.TaskGroup,
+        progress: Progress,
+        phase: Callable[[str], None],
+    ) -> None:
+        judge_spec = JudgeSpec(
+            definition=plan.definition.model_dump_json(),
+            tolerance=plan.tolerance.model_dump(),
+            mutable_inputs=plan.mutable_inputs,
+            dataset_root=str(plan.dataset_root),
+            config=plan.config.model_dump(),
+        )
 
-    @staticmethod
-    def _take(record: dict[str, Any], reply: Any, child: Any, what: str, timeout: float) -> bool:
-        """Fill `record` from a reply; False (and a failure status) unless the step succeeded."""
-        if reply.ok and reply.message.get("status") == "ok":
-            return True
-        if reply.ok:  # the child reported a failure and left (or will)
-            record["status"] = reply.message.get("status", "RUNTIME_ERROR")
-            record["error"] = reply.message.get("error", "unknown error")
-            record["finding"] = reply.message.get("finding")
-            record["log"] = ((reply.message.get("traceback") or "") + "\n" + child.tail()).strip()
-        elif reply.failure == "timeout":
-            record["status"] = "TIMEOUT"
-            record["error"] = f"{what} ran past {timeout:.0f} s; the process was killed"
-            record["log"] = child.tail()
-        else:
-            record["status"] = "RUNTIME_ERROR"
-            record["error"] = f"during {what} the solution process {child.exit_description}"
-            record["log"] = child.tail()
-        return False
+        async def start_judge() -> None:
+            judge = await self.pool.take("judge", lease.gpu, f"j{lease.gpu}", tg)
+            children["judge"] = judge
+            await judge.send_spec(judge_spec.model_dump_json())
 
-    def _judge_job(self, plan: Plan, run_dir: Path) -> Path:
-        job = {
-            "nonce": new_nonce(),
-            "definition": plan.definition.model_dump_json(),
-            "tolerance": plan.tolerance.model_dump(),
-            "mutable_inputs": plan.mutable_inputs,
-            "dataset_root": str(plan.dataset_root),
-        }
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / "judge_job.json"
-        path.write_text(json.dumps(job))
-        return path
+        async def start_side(side: SidePlan) -> None:
+            children[side.name] = await self._executor(side, plan, lease.gpu, slots[side.name], tg)
 
-    async def _judge(
-        self,
-        plan: Plan,
-        run_dir: Path,
-        seeds: dict[str, list[int]],
-        records: dict[int, dict[str, Any]],
-        base_records: dict[int, dict[str, Any]],
-        judge: ChildSession,
-        ready: Reply,
-    ) -> dict[str, Any]:
-        verdicts: dict[str, Any] = {"workloads": {}}
-        if not ready.ok or ready.message.get("event") != "ready":
-            reason = ready.message.get("error") if ready.ok else f"the judge process {judge.exit_description}"
-            verdicts["error"] = f"the judge could not start: {reason}"
-            verdicts["log"] = judge.tail()
-            return verdicts
-        verdicts["bandwidth_bytes_per_s"] = ready.message.get("bandwidth_bytes_per_s")
-        verdicts["device"] = ready.message.get("device")
-        for role, recs in (("candidate", records), ("baseline", base_records)):
-            for index, record in sorted(recs.items()):
-                if record.get("status") != "ok":
+        async with anyio.create_task_group() as starting:
+            starting.start_soon(start_judge)
+            for side in sides:
+                starting.start_soon(start_side, side)
+        judge = children["judge"]
+        ready = await _recv(judge, READY_TIMEOUT_S)
+        if ready is None or ready.get("event") != "ready":
+            result.error = f"the judge could not start: {(ready or {}).get('error') or judge.exit_description}"
+            result.logs["judge"] = judge.tail()
+            return
+        result.facts = ready
+        phase("start_processes")
+        tg.start_soon(self._watch_memory, children, plan.config)
+        for side in sides:
+            result.attached[side.name] = await self._attach(judge, children[side.name], side)
+        phase("load")
+        for index, workload in enumerate(plan.workloads):
+            for side in sides:  # replace executors that died on the previous workload
+                if result.attached[side.name].get("dead"):
+                    if children[side.name].room is not None:
+                        rooms.append(children[side.name].room)  # type: ignore[arg-type]
+                    children[side.name].kill()
+                    await anyio.to_thread.run_sync(self._end_side, children[side.name])
+                    await _request(judge, {"cmd": "detach", "side": side.name}, 30)
+                    children[side.name] = await self._executor(side, plan, lease.gpu, slots[side.name], tg)
+                    result.attached[side.name] = await self._attach(judge, children[side.name], side)
+            seeds = [secrets.randbits(31) for _ in range(plan.config.correctness_trials)]
+            result.trial_seeds[workload.uuid] = seeds
+            message = {
+                "cmd": "workload",
+                "index": index,
+                "workload": workload.model_dump_json(),
+                "sides": [s.name for s in sides if result.attached[s.name].get("ok")],
+                "trial_seeds": seeds,
+                "timing": timing,
+            }
+            deadline = max(900.0, 20 * plan.config.workload_timeout_s)
+            reply = await _request(judge, message, deadline)
+            if reply is None or reply.get("event") != "workload":
+                result.error = f"the judge {judge.exit_description if reply is None else 'failed: ' + str(reply.get('error'))} on workload {index + 1}"
+                result.logs["judge"] = judge.tail()
+                return
+            for name, outcome in reply["sides"].items():
+                if outcome.get("dead"):
+                    child = children[name]
+                    with anyio.move_on_after(2):  # let it finish dying, so we can say how it died
+                        await child.proc.wait()
+                    how = child.killed_for or f"the process {child.exit_description}"
+                    outcome["error"] = f"{outcome.get('error')} ({how})"
+                    outcome["log"] = "\n".join(x for x in (outcome.get("log"), child.tail()) if x)[-3000:]
+                    result.attached[name] = {**result.attached[name], "dead": True}
+            result.workloads.append(reply)
+            progress(index + 1, len(plan.workloads) + 1, f"workload {index + 1}/{len(plan.workloads)} measured")
+        phase("measure")
+        for name, child in children.items():
+            result.logs[name] = child.tail()
+        await _request(judge, {"cmd": "exit"}, 10, expect_reply=False)
+
+    async def _executor(self, side: SidePlan, plan: Plan, gpu: int, slot: str, tg: anyio.abc.TaskGroup) -> Child:
+        """An executor for `side`, with the solution's files in its room, given its spec."""
+        child = await self.pool.take("executor", gpu, slot, tg)
+        room = child.room
+        base = room.path if room is not None else None
+        if base is None:  # tests without a sandbox room: a private folder of ours
+            base = Path(self.sandbox.runtime_dir) / f"nosandbox-{secrets.token_hex(4)}"
+            base.mkdir(parents=True)
+        source_dir, library = stage_solution(base, side.built.solution, side.built.library)
+        spec = ExecutorSpec(
+            solution=side.built.solution.model_dump_json(),
+            definition=plan.definition.model_dump_json(),
+            source_dir=str(source_dir),
+            library=str(library) if library else None,
+            dataset_root=str(plan.dataset_root),
+            forbidden_calls=plan.policy.forbidden_calls if side.policy_applies else [],
+            force_cuda_events=plan.config.force_cuda_events,
+        )
+        await child.send_spec(spec.model_dump_json())
+        return child
+
+    async def _attach(self, judge: Child, executor: Child, side: SidePlan) -> dict[str, Any]:
+        """Hand the judge our end of the executor's socket (the judge talks to it from now on, and
+        we close our copy); the judge has it load the solution. A side that fails to load stays
+        out of this job: loading again would fail again."""
+        value_returning = not side.built.solution.spec.destination_passing_style
+        message = {"cmd": "attach", "side": side.name, "value_returning": value_returning}
+        try:
+            await anyio.to_thread.run_sync(lambda: judge.wire.send(message, [executor.wire.fileno()]))
+        finally:
+            executor.wire.close()
+        reply = await _recv(judge, READY_TIMEOUT_S + 30)
+        if reply is None:
+            return {"ok": False, "status": "RUNTIME_ERROR", "error": f"the judge {judge.exit_description}"}
+        if not reply.get("ok"):
+            reply = {**reply, "log": "\n".join(x for x in (reply.get("log"), executor.tail()) if x)[-3000:]}
+        return reply
+
+    def _end_side(self, child: Child) -> None:
+        if child.room is not None and child.room.identity is not None:
+            kill_user(child.room.identity)
+
+    async def _watch_memory(self, children: dict[str, Child], config: BenchmarkConfig) -> None:
+        """Kill an executor (and everything its user runs) once it holds more host memory than allowed."""
+        limit = int(config.memory_limit_gb * 2**30) if config.memory_limit_gb else _default_memory_limit()
+        while True:
+            for name, child in list(children.items()):
+                if child.kind != "executor" or child.proc.returncode is not None:
                     continue
-                workload = plan.workloads[index]
-                task = {
-                    "workload": workload.model_dump_json(),
-                    "folder": str(run_dir / role / str(index)),
-                    "trial_seeds": seeds[workload.uuid],
-                    # The last timed outputs of three sets, chosen here where the solution cannot see.
-                    "checked": _pick(record["timing"].get("checked", []), 3),
-                    "time_reference": role == "candidate",
-                }
-                if role == "candidate":
-                    timing = record["timing"]
-                    task["calibrate"] = {"iterations": timing["iterations"], "warmup": timing["warmup"], "seed": secrets.randbits(31), "config": plan.config.model_dump()}
-                reply = await judge.request({"cmd": "judge", "task": task}, 120 + 30 * len(task["checked"]))
-                if not reply.ok:
-                    verdicts["error"] = f"the judge {judge.exit_description} while checking {role} workload {index + 1}"
-                    verdicts["log"] = judge.tail()
-                    return verdicts
-                verdicts["workloads"][f"{role}:{index}"] = reply.message
-        await judge.request({"cmd": "exit"}, 10)
-        return verdicts
-
-    # ---- assembling
+                pids = processes_of(child.room.identity.uid) if child.room is not None and child.room.identity is not None else [child.proc.pid]
+                if sum(_rss(pid) for pid in pids) > limit:
+                    child.killed_for = f"killed: host memory above {limit / 2**30:.1f} GiB"
+                    child.log.append(f"[kda-mcp] {child.killed_for}")
+                    terminate_group(child.proc.pid)
+                    await anyio.to_thread.run_sync(self._end_side, child)
+            await anyio.sleep(MEMORY_POLL_S)
 
 
-def _merge_integrity(*replies: dict[str, Any]) -> dict[str, Any]:
-    merged: dict[str, Any] = {"harness_tampered": [], "forbidden_calls": {}}
-    for reply in replies:
-        merged["harness_tampered"] += [n for n in reply.get("harness_tampered", []) if n not in merged["harness_tampered"]]
-        for name, count in reply.get("forbidden_calls", {}).items():
-            merged["forbidden_calls"][name] = merged["forbidden_calls"].get(name, 0) + count
-    return merged
+async def _recv(child: Child, timeout: float) -> dict[str, Any] | None:
+    """The child's next message, or None if it died, hung past `timeout` or sent garbage."""
+    try:
+        message, _ = await anyio.to_thread.run_sync(child.wire.recv, timeout, abandon_on_cancel=True)
+        return message
+    except (TimeoutError, WireClosed, WireError, OSError):
+        return None
 
 
-def _pick(items: list[Any], count: int) -> list[Any]:
-    return secrets.SystemRandom().sample(items, min(count, len(items)))
+async def _request(child: Child, message: dict[str, Any], timeout: float, *, expect_reply: bool = True) -> dict[str, Any] | None:
+    try:
+        await anyio.to_thread.run_sync(child.wire.send, message)
+    except OSError:
+        return None
+    return await _recv(child, timeout) if expect_reply else None
+
+
+def _rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _default_memory_limit() -> int:
+    """Half of physical RAM: a solution that wants more is broken, not ambitious."""
+    import os
+
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (OSError, ValueError):
+        return 64 * 2**30
 
 

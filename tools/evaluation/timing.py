@@ -1,16 +1,13 @@
-"""GPU time of one call, from CUPTI activity records (every stream), with a cold L2.
+"""Clocks of a benchmark: the L2 flush the judge runs before every call, and what the executor
+reports about the GPU work of each call (from CUPTI activity records over every stream, or CUDA
+events on its stream when CUPTI is missing).
 
-Per timed call: make the inputs (outside the span), flush L2 and reset persisting lines,
-synchronize, then bracket the call with CPU timestamps in CUPTI's clock and synchronize again.
-Every kernel, memcpy and memset that runs inside the bracket belongs to the call; its GPU time is
-last end minus first start. GPU work that runs outside every bracket and is not ours is reported:
-that is work a solution tried to keep out of the measurement.
-Runs inside a child process; imports torch.
+The executor's report is detail, not evidence: the judge times every call with its own events
+from outside the executor's process, and the report is checked against that (report.py).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,25 +15,8 @@ from typing import Any
 import torch
 
 FLUSH_BYTES_MIN = 256 * 1024 * 1024
-
-
-@dataclass
-class Bracket:
-    prep_ns: int  # our own work (inputs, L2 flush) runs from here to start_ns
-    start_ns: int
-    submitted_ns: int
-    completed_ns: int
-
-
-@dataclass
-class TimedRun:
-    method: str
-    gpu_us: list[float]
-    host_call_us: list[float]  # CPU time until the call returned (launch overhead and any host work)
-    wall_us: list[float]  # start to completion, synchronize included
-    activities_per_call: list[int]
-    stray: list[dict[str, Any]] = field(default_factory=list)  # GPU work outside every bracket
-    kernel_names: list[str] = field(default_factory=list)  # what ran inside the timed calls
+CUPTI = "cupti activity records (all streams)"
+EVENTS = "cuda events (fallback: the executor's current stream only)"
 
 
 class L2Flusher:
@@ -67,43 +47,6 @@ def _persisting_reset() -> Callable[[], None] | None:
     return reset
 
 
-class CuptiTimer:
-    """Collects CONCURRENT_KERNEL, MEMCPY and MEMSET activity records."""
-
-    KIND_NAMES = ("CONCURRENT_KERNEL", "MEMCPY", "MEMSET")
-
-    def __init__(self) -> None:
-        from cupti import cupti
-
-        self.cupti = cupti
-        self.records: list[tuple[int, int, str]] = []
-        self.kinds = [getattr(cupti.ActivityKind, name) for name in self.KIND_NAMES]
-        cupti.activity_register_callbacks(self._requested, self._completed)
-
-    @staticmethod
-    def _requested() -> tuple[int, int]:
-        return 8 * 1024 * 1024, 0
-
-    def _completed(self, activities: list[Any]) -> None:
-        for activity in activities:
-            name = getattr(activity, "name", None) or type(activity).__name__
-            self.records.append((int(activity.start), int(activity.end), str(name)))
-
-    def now(self) -> int:
-        return int(self.cupti.get_timestamp())
-
-    def start(self) -> None:
-        self.records.clear()
-        for kind in self.kinds:
-            self.cupti.activity_enable(kind)
-
-    def stop(self) -> list[tuple[int, int, str]]:
-        self.cupti.activity_flush_all(1)
-        for kind in self.kinds:
-            self.cupti.activity_disable(kind)
-        return sorted(self.records)
-
-
 def cupti_available() -> bool:
     try:
         from cupti import cupti  # noqa: F401
@@ -112,65 +55,121 @@ def cupti_available() -> bool:
     return True
 
 
-def time_calls(
-    call: Callable[[int], None],
-    prepare: Callable[[int], None],
-    *,
-    iterations: int,
-    flusher: L2Flusher,
-    timer: CuptiTimer | None,
-) -> TimedRun:
-    """Time `iterations` calls; prepare(i) runs outside the span before call(i)."""
-    brackets: list[Bracket] = []
-    host_call: list[float] = []
-    events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
-    clock = timer.now if timer else time.perf_counter_ns
-    if timer:
-        timer.start()
-    try:
-        for i in range(iterations):
-            prep = clock()
-            prepare(i)
-            flusher()
-            torch.cuda.synchronize()
-            if timer is None:
-                begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                begin.record()
-            start = clock()
-            call(i)
-            submitted = clock()
-            if timer is None:
-                end.record()
-                events.append((begin, end))
-            torch.cuda.synchronize()
-            completed = clock()
-            brackets.append(Bracket(prep, start, submitted, completed))
-            host_call.append((submitted - start) / 1e3)
-    finally:
-        records = timer.stop() if timer else []
-    wall = [(b.completed_ns - b.start_ns) / 1e3 for b in brackets]
-    if timer is None:
-        gpu = [b.elapsed_time(e) * 1e3 for b, e in events]
-        return TimedRun("cuda_events (fallback: current stream only)", gpu, host_call, wall, [1] * len(gpu))
-    return _attribute(records, brackets, host_call, wall)
+@dataclass
+class Activity:
+    start: int
+    end: int
+    name: str
+    kind: str  # kernel | memcpy | memset
+    nbytes: int = 0
 
 
-def _attribute(records: list[tuple[int, int, str]], brackets: list[Bracket], host_call: list[float], wall: list[float]) -> TimedRun:
-    gpu: list[float] = []
-    counts: list[int] = []
-    stray: list[dict[str, Any]] = []
-    index = 0
-    for start, end, name in records:
-        while index < len(brackets) and start > brackets[index].completed_ns:
-            index += 1
-        ours_or_timed = index < len(brackets) and start >= brackets[index].prep_ns
-        if not ours_or_timed:
-            # Not in a timed call, not in our own input/flush work: something ran on its own.
-            stray.append({"name": name[:120], "duration_us": round((end - start) / 1e3, 2)})
-    names: set[str] = set()
-    for bracket in brackets:
-        inside = [(s, e, n) for s, e, n in records if bracket.start_ns <= s <= bracket.completed_ns]
-        counts.append(len(inside))
-        names.update(n for _, _, n in inside)
-        gpu.append((max(e for _, e, _ in inside) - min(s for s, _, _ in inside)) / 1e3 if inside else 0.0)
-    return TimedRun("cupti activity records (all streams)", gpu, host_call, wall, counts, stray[:20], sorted(names)[:50])
+@dataclass
+class CallWork:
+    """What ran on the GPU for one call, as the executor saw it."""
+
+    span_us: float  # first activity start to last activity end
+    busy_us: float  # union of activity intervals (overlaps merged)
+    activities: int
+    names: list[str] = field(default_factory=list)
+
+
+def attribute(activities: list[Activity], windows: list[tuple[int, int]], harness_copies: list[list[int]]) -> list[CallWork]:
+    """Split activity records into calls by the host windows that enclose each call, dropping the
+    harness's own copies of returned values (the last memcpys of a call, of the outputs' sizes)."""
+    ordered = sorted(activities, key=lambda a: a.start)
+    out = []
+    for (begin, finish), copies in zip(windows, harness_copies):
+        inside = [a for a in ordered if begin <= a.start <= finish]
+        remaining = list(copies)
+        while inside and remaining and inside[-1].kind == "memcpy" and inside[-1].nbytes in remaining:
+            remaining.remove(inside.pop().nbytes)
+        if not inside:
+            out.append(CallWork(0.0, 0.0, 0))
+            continue
+        span = (max(a.end for a in inside) - min(a.start for a in inside)) / 1e3
+        busy, cursor = 0, None
+        for a in inside:
+            if cursor is None or a.start > cursor:
+                busy += a.end - a.start
+                cursor = a.end
+            elif a.end > cursor:
+                busy += a.end - cursor
+                cursor = a.end
+        out.append(CallWork(round(span, 3), round(busy / 1e3, 3), len(inside), sorted({a.name for a in inside})[:20]))
+    return out
+
+
+class CuptiRecorder:
+    """Activity records of every stream while enabled; timestamps in CUPTI's clock."""
+
+    method = CUPTI
+    _KINDS = ("CONCURRENT_KERNEL", "MEMCPY", "MEMSET")
+
+    def __init__(self) -> None:
+        from cupti import cupti
+
+        self.cupti = cupti
+        self.records: list[Activity] = []
+        self.kinds = [getattr(cupti.ActivityKind, name) for name in self._KINDS]
+        cupti.activity_register_callbacks(self._requested, self._completed)
+
+    @staticmethod
+    def _requested() -> tuple[int, int]:
+        return 8 * 1024 * 1024, 0
+
+    def _completed(self, activities: list[Any]) -> None:
+        for activity in activities:
+            kind_name = type(activity).__name__
+            kind = "memcpy" if "Memcpy" in kind_name else ("memset" if "Memset" in kind_name else "kernel")
+            name = getattr(activity, "name", None) or kind_name
+            self.records.append(Activity(int(activity.start), int(activity.end), str(name)[:200], kind, int(getattr(activity, "bytes", 0) or 0)))
+
+    def now(self) -> int:
+        return int(self.cupti.get_timestamp())
+
+    def begin(self) -> None:
+        self.records.clear()
+        for kind in self.kinds:
+            self.cupti.activity_enable(kind)
+
+    def finish(self, windows: list[tuple[int, int]], harness_copies: list[list[int]]) -> list[CallWork]:
+        self.cupti.activity_flush_all(1)
+        for kind in self.kinds:
+            self.cupti.activity_disable(kind)
+        return attribute(self.records, windows, harness_copies)
+
+
+class EventRecorder:
+    """CUDA events right after the call may start and right after it was launched: the current
+    stream only, so work the solution puts on other streams is missed (labelled as such)."""
+
+    method = EVENTS
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._open: torch.cuda.Event | None = None
+
+    def now(self) -> int:
+        return 0
+
+    def begin(self) -> None:
+        self.pairs.clear()
+
+    def mark_start(self) -> None:
+        self._open = torch.cuda.Event(enable_timing=True)
+        self._open.record()
+
+    def mark_end(self) -> None:
+        end = torch.cuda.Event(enable_timing=True)
+        end.record()
+        assert self._open is not None
+        self.pairs.append((self._open, end))
+
+    def finish(self, windows: list[tuple[int, int]], harness_copies: list[list[int]]) -> list[CallWork]:
+        torch.cuda.synchronize()
+        out = []
+        for start, end in self.pairs:
+            us = start.elapsed_time(end) * 1e3
+            out.append(CallWork(round(us, 3), round(us, 3), 1))
+        return out

@@ -49,7 +49,7 @@ def submit_profile(
     report = app.settings.state_dir / "profiles" / profile_id
 
     async def work(job: JobContext) -> dict:
-        built = await app.evaluator.build(solution, definition, app.target(None), app.settings.dataset_path, report.parent / f"{profile_id}_src", "profile")
+        built = await app.evaluator.build(solution, definition, app.target(None), app.settings.dataset_path)
         if built.error:
             raise KdaError(f"The solution did not build: {built.error} Call compile_solution for the diagnostics.")
         request = CaptureRequest(
@@ -68,7 +68,7 @@ def submit_profile(
         async with app.gpus.lease(f"profile_solution {solution.name}") as lease:
             job.on_gpu(lease.gpu)
             job.progress(0, 1, f"ncu --set {profile_set} on workload {chosen.uuid[:8]}")
-            path, _, seconds = await capture(request, lease, ncu)
+            path, _, seconds = await capture(request, lease, ncu, app.sandbox)
         summary = summarize(app, path, profile_id=profile_id, solution=solution, definition=definition, workload=chosen.uuid, profile_set=profile_set, detail=detail, seconds=seconds, attempt=given.attempt)
         app.profiles.save(summary, path)
         return summary.model_dump(mode="json", exclude_none=True)

@@ -89,3 +89,30 @@ def copy_out(root: Path, rel: str, destination: Path, *, limit: int) -> bool:
     tmp.write_bytes(data)
     os.replace(tmp, destination)
     return True
+
+
+def copy_tree_out(root: Path, rel: str, destination: Path, *, limit: int, max_files: int = 2000) -> int:
+    """Copy the regular files under root/rel to destination (links skipped, never followed; at most
+    `limit` bytes and `max_files` files in all). Returns how many files were copied."""
+    base = root.joinpath(*_parts(rel))
+    if base.is_symlink() or not base.is_dir():
+        return 0
+    copied = total = 0
+    for folder, dirs, names in os.walk(base):  # does not descend into links
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+        for name in names:
+            relative = os.path.relpath(os.path.join(folder, name), root)
+            try:
+                data = read_from(root, relative, limit=limit - total)
+            except KdaError:
+                continue
+            if data is None:
+                continue
+            target = destination / os.path.relpath(os.path.join(folder, name), base)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            copied += 1
+            total += len(data)
+            if copied >= max_files or total >= limit:
+                return copied
+    return copied

@@ -6,7 +6,7 @@ from kda_mcp.tools.app import KdaApp
 from kda_mcp.tools.errors import KdaError
 from kda_mcp.tools.jobs import JobContext
 from kda_mcp.tools.profile.operation import pick_workload
-from kda_mcp.tools.sanitize.parse import SanitizeResult, build_job, sanitize
+from kda_mcp.tools.sanitize.parse import SanitizeResult, sanitize
 from kda_mcp.tools.solution import SolutionInput, resolve_input
 
 
@@ -14,17 +14,25 @@ def submit_sanitize(app: KdaApp, given: SolutionInput, *, tool: str = "memcheck"
     solution, definition = resolve_input(app, given)
     chosen = pick_workload(app, definition, workload, default="smallest")
     app.gpus.require("sanitize_solution")
-    work_dir = app.settings.state_dir / "sanitize" / app.store.next_id("s")
 
     async def work(job: JobContext) -> dict:
-        built = await app.evaluator.build(solution, definition, app.target(None), app.settings.dataset_path, work_dir, "sanitize")
+        built = await app.evaluator.build(solution, definition, app.target(None), app.settings.dataset_path)
         if built.error:
             raise KdaError(f"The solution did not build: {built.error} Call compile_solution for the diagnostics.")
-        child_job = build_job(built, solution.model_dump_json(), definition.model_dump_json(), chosen.model_dump_json(), app.settings.dataset_path)
         async with app.gpus.lease(f"sanitize_solution {solution.name}") as lease:
             job.on_gpu(lease.gpu)
             job.progress(0, 1, f"compute-sanitizer --tool {tool}")
-            issues, summary, output, seconds = await sanitize(tool=tool, job=child_job, work_dir=work_dir, lease=lease, timeout_s=timeout_s)  # type: ignore[arg-type]
+            issues, summary, output, seconds = await sanitize(
+                tool=tool,  # type: ignore[arg-type]
+                solution=solution,
+                definition=definition,
+                workload=chosen,
+                built=built,
+                dataset_root=app.settings.dataset_path,
+                lease=lease,
+                sandbox=app.sandbox,
+                timeout_s=timeout_s,
+            )
         clean = not issues
         first = issues[0] if issues else None
         message = (

@@ -6,7 +6,6 @@ with -lineinfo report file:line.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections import OrderedDict
@@ -15,13 +14,19 @@ from typing import Literal
 
 from pydantic import Field
 
-from kda_mcp.tools.evaluation.runner import Built
-from kda_mcp.tools.compile.compiler import PROJECT_ROOT
+import anyio
+from flashinfer_bench.data import Definition, Solution, Workload
+
 from kda_mcp.tools.capabilities import find_cuda_tool
 from kda_mcp.tools.errors import KdaError, UnavailableError
+from kda_mcp.tools.evaluation.runner import Built
 from kda_mcp.tools.gpus import Lease
 from kda_mcp.tools.models import Result
-from kda_mcp.tools.procs import run_process, scrubbed_env
+from kda_mcp.tools.procs import run_process
+from kda_mcp.tools.profile.capture import stage_call
+from kda_mcp.tools.profile.child import DONE
+from kda_mcp.tools.sandbox.launch import child_env, prepare_room_dirs
+from kda_mcp.tools.sandbox.sandbox import Sandbox
 
 SanitizerTool = Literal["memcheck", "racecheck", "initcheck", "synccheck"]
 PREFIX = "========= "
@@ -116,41 +121,36 @@ def parse_sanitizer(output: str, *, limit: int = 20) -> tuple[list[SanitizerIssu
 async def sanitize(
     *,
     tool: SanitizerTool,
-    job: dict,
-    work_dir: Path,
+    solution: Solution,
+    definition: Definition,
+    workload: Workload,
+    built: Built,
+    dataset_root: Path,
     lease: Lease,
+    sandbox: Sandbox,
     timeout_s: float,
 ) -> tuple[list[SanitizerIssue], str | None, str, float]:
+    """One call under compute-sanitizer, run (with the sanitizer itself) as the GPU's sandbox user."""
     sanitizer = find_cuda_tool("compute-sanitizer")
     if sanitizer is None:
         raise UnavailableError("compute-sanitizer is not installed here; it ships with the CUDA toolkit (kda-mcp's Docker image has it).")
-    work_dir.mkdir(parents=True, exist_ok=True)
-    job_path = work_dir / "sanitize_job.json"
-    job_path.write_text(json.dumps({**job, "warmup": 0}))
-    env = lease.child_env(scrubbed_env())
-    env["PYTHONPATH"] = ":".join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
-    # torch's caching allocator hands out pieces of larger blocks, so a write past a tensor's end
-    # lands in memory the sanitizer counts as allocated: give every tensor its own allocation.
-    env["PYTORCH_NO_CUDA_MEMORY_CACHING"] = "1"
-    cmd = [sanitizer, "--tool", tool, "--print-limit", "200", "--show-backtrace", "device"]
-    if tool == "racecheck":
-        cmd += ["--racecheck-report", "all"]
-    cmd += [sys.executable, "-m", "kda_mcp.tools.profile.child", str(job_path)]
-    outcome = await run_process(cmd, timeout=timeout_s, env=env, cwd=work_dir)
+    room = sandbox.room(f"g{lease.gpu}solo", f"sanitize-{tool}")
+    try:
+        prepare_room_dirs(room)
+        spec_path = stage_call(room, solution, definition, workload, built, dataset_root)
+        # torch's caching allocator hands out pieces of larger blocks, so a write past a tensor's end
+        # lands in memory the sanitizer counts as allocated: give every tensor its own allocation.
+        env = child_env(room, gpu=lease.gpu, extra={"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"})
+        cmd = [sanitizer, "--tool", tool, "--print-limit", "200", "--show-backtrace", "device"]
+        if tool == "racecheck":
+            cmd += ["--racecheck-report", "all"]
+        cmd += [sys.executable, "-m", "kda_mcp.tools.profile.child", "--spec", str(spec_path)]
+        outcome = await run_process(sandbox.wrap(cmd, room, network=True), timeout=timeout_s, env=env, cwd=room.path)
+    finally:
+        await anyio.to_thread.run_sync(sandbox.clear, [room])
     if outcome.timed_out:
         raise KdaError(f"compute-sanitizer ran past {timeout_s:.0f} s and was stopped; try the smallest workload (sanitizers slow kernels down 10-100x).")
     issues, summary = parse_sanitizer(outcome.output)
-    if summary is None and "kda-profile: call done" not in outcome.output:
+    if summary is None and DONE not in outcome.output:
         raise KdaError(f"compute-sanitizer did not finish the call (exit status {outcome.returncode}). Its last output:\n{outcome.output[-1500:]}")
     return issues, summary, outcome.output, outcome.seconds
-
-
-def build_job(built: Built, solution_json: str, definition_json: str, workload_json: str, dataset_root: Path) -> dict:
-    return {
-        "solution": solution_json,
-        "definition": definition_json,
-        "workload": workload_json,
-        "source_dir": str(built.source_dir),
-        "library": built.library,
-        "dataset_root": str(dataset_root),
-    }

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Verdict:
+class Check:
     status: str  # a flashinfer-bench EvaluationStatus value
     max_abs_error: float | None = None
     max_rel_error: float | None = None
@@ -23,25 +23,25 @@ class Verdict:
     message: str = ""
 
 
-def _worse(a: Verdict, b: Verdict) -> Verdict:
+def _worse(a: Check, b: Check) -> Check:
     rank = {"PASSED": 0, "INCORRECT_NUMERICAL": 1, "INCORRECT_DTYPE": 2, "INCORRECT_SHAPE": 3}
     return b if rank.get(b.status, 4) > rank.get(a.status, 4) else a
 
 
 def compare_tensor(
     name: str, out: torch.Tensor, ref: torch.Tensor, *, atol: float, rtol: float, required_matched_ratio: float | None
-) -> Verdict:
+) -> Check:
     """|out - ref| <= atol + rtol * |ref| everywhere (or on the required share of elements).
 
     A non-finite output where the reference is finite always counts as a mismatch; NaN matches
     NaN and an infinity matches the same infinity.
     """
     if tuple(out.shape) != tuple(ref.shape):
-        return Verdict("INCORRECT_SHAPE", message=f"{name}: shape {tuple(out.shape)}, expected {tuple(ref.shape)}")
+        return Check("INCORRECT_SHAPE", message=f"{name}: shape {tuple(out.shape)}, expected {tuple(ref.shape)}")
     if out.dtype != ref.dtype:
-        return Verdict("INCORRECT_DTYPE", message=f"{name}: dtype {out.dtype}, expected {ref.dtype}")
+        return Check("INCORRECT_DTYPE", message=f"{name}: dtype {out.dtype}, expected {ref.dtype}")
     if out.numel() == 0:
-        return Verdict("PASSED", 0.0, 0.0, 1.0)
+        return Check("PASSED", 0.0, 0.0, 1.0)
     wide = torch.float64 if ref.dtype in (torch.float64, torch.float32) else torch.float32
     x, y = out.to(wide), ref.to(wide)
     if not ref.dtype.is_floating_point:
@@ -65,21 +65,21 @@ def compare_tensor(
     nonfinite = int((finite_ref & ~torch.isfinite(x)).sum().item()) if ref.dtype.is_floating_point else 0
     needed = 1.0 if required_matched_ratio is None else required_matched_ratio
     if matched >= needed:
-        return Verdict("PASSED", max_abs, max_rel, matched)
+        return Check("PASSED", max_abs, max_rel, matched)
     detail = f"{name}: {mismatches} of {out.numel()} elements outside atol={atol:g} + rtol={rtol:g}*|ref|"
     if nonfinite:
         detail += f" ({nonfinite} NaN/Inf where the reference is finite)"
     if required_matched_ratio is not None:
         detail += f"; matched {matched:.4%} < required {needed:.4%}"
-    return Verdict("INCORRECT_NUMERICAL", max_abs, max_rel, matched, detail)
+    return Check("INCORRECT_NUMERICAL", max_abs, max_rel, matched, detail)
 
 
 def compare_outputs(
     outputs: list[torch.Tensor], references: list[torch.Tensor], names: list[str], *, atol: float, rtol: float, required_matched_ratio: float | None
-) -> Verdict:
+) -> Check:
     if len(outputs) != len(references):
-        return Verdict("INCORRECT_SHAPE", message=f"{len(outputs)} outputs, expected {len(references)} ({', '.join(names)})")
-    verdict = Verdict("PASSED", 0.0, 0.0, 1.0)
+        return Check("INCORRECT_SHAPE", message=f"{len(outputs)} outputs, expected {len(references)} ({', '.join(names)})")
+    verdict = Check("PASSED", 0.0, 0.0, 1.0)
     for name, out, ref in zip(names, outputs, references):
         one = compare_tensor(name, out, ref, atol=atol, rtol=rtol, required_matched_ratio=required_matched_ratio)
         if one.status == "PASSED":
