@@ -1,9 +1,15 @@
-"""Regex search over page text, kept cheap by a required literal.
+"""Regex search over page text, kept cheap by a required literal and bounded by a time limit.
 
 A pattern is only accepted if it contains a literal run of at least 3 characters that every
 match must contain (found by walking the parsed regex). Pages and lines that do not contain
-that literal are skipped with a plain substring test, so the regex itself, however costly,
-only ever runs on the few lines that could match.
+that literal are skipped with a plain substring test, so the regex itself only ever runs on the
+few lines that could match.
+
+The regex runs on the `regex` engine, not `re`: `re` holds the GIL for as long as a pattern
+backtracks, so one catastrophic pattern (`(.*.*)*=.*shared.*X{5}`) froze the whole server,
+/health included. `regex` takes a timeout and, with `concurrent=True`, releases the GIL while it
+matches, so other threads and the event loop keep running; every search gets at most
+PER_SEARCH_S, and a whole grep at most TIME_BUDGET_S.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+import regex as _regex
 
 try:  # Python 3.11+
     from re import _constants as sre_constants
@@ -26,11 +34,22 @@ from kda_mcp.wiki_index.pages import Page
 MAX_PATTERN_CHARS = 300
 MAX_LINE_CHARS = 300
 MIN_LITERAL_CHARS = 3
-TIME_BUDGET_S = 3.0
+TIME_BUDGET_S = 3.0  # one grep call, all pages together
+PER_SEARCH_S = 1.0  # one line; a sane pattern takes microseconds
 
 _REPEATS = {sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT}
 if hasattr(sre_constants, "POSSESSIVE_REPEAT"):
     _REPEATS.add(sre_constants.POSSESSIVE_REPEAT)
+
+SLOW_PATTERN_HINT = (
+    "Simplify the pattern: avoid nested or adjacent repeats such as (.*.*)*, (a+)+ or (\\w|\\w\\w)*, "
+    "replace '.*' between words by a narrower class like '[^=]*', or grep for the distinctive literal alone "
+    "(e.g. 'shared') and narrow with type, tag or root."
+)
+
+
+class GrepTimeoutError(InvalidArgumentError):
+    """The regex ran past its time limit: it backtracks catastrophically on some line."""
 
 
 @dataclass
@@ -38,6 +57,14 @@ class Match:
     page: Page
     line_no: int
     line: str
+
+
+@dataclass
+class ScanOutcome:
+    matches: list[Match]
+    truncated: bool  # stopped before the end: max_matches reached, or out of time
+    timed_out: bool = False  # the regex itself ran past its limit on some line
+    note: str | None = None  # for the caller to show when timed_out or out of time
 
 
 def _literal_runs(items: Iterable[tuple[object, object]]) -> list[str]:
@@ -74,13 +101,13 @@ def required_literal(pattern: str) -> str | None:
     """The longest literal every match of `pattern` contains, if one has 3+ characters."""
     try:
         parsed = sre_parse.parse(pattern)
-    except re.error:
+    except (re.error, RecursionError, OverflowError):
         return None
     runs = [r for r in _literal_runs(parsed) if len(r) >= MIN_LITERAL_CHARS]
     return max(runs, key=len) if runs else None
 
 
-def compile_pattern(pattern: str, *, ignore_case: bool) -> tuple[re.Pattern[str], str]:
+def compile_pattern(pattern: str, *, ignore_case: bool) -> tuple[_regex.Pattern[str], str]:
     """Validate and compile a grep pattern; returns it with its required literal (casefolded)."""
     if not pattern:
         raise InvalidArgumentError("The grep pattern is empty.", hint="Pass a regex such as 'cp\\.async' or 'tcgen05'.")
@@ -91,13 +118,17 @@ def compile_pattern(pattern: str, *, ignore_case: bool) -> tuple[re.Pattern[str]
             f"The grep pattern is {len(pattern)} characters; the limit is {MAX_PATTERN_CHARS}.",
             hint="Grep for the most distinctive part only, or use search_wiki for concepts.",
         )
+    hint = "Escape special characters such as . ( [ + with a backslash, e.g. 'cp\\.async'."
+    # The literal is read from Python's own parse, so the pattern must be valid Python syntax; the
+    # `regex` engine (VERSION0, re-compatible) then runs it.
     try:
-        regex = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-    except re.error as exc:
-        raise InvalidArgumentError(
-            f"Invalid regex {pattern!r}: {exc}.",
-            hint="Escape special characters such as . ( [ + with a backslash, e.g. 'cp\\.async'.",
-        ) from exc
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise InvalidArgumentError(f"Invalid regex {pattern!r}: {exc}.", hint=hint) from exc
+    try:
+        compiled = _regex.compile(pattern, _regex.VERSION0 | (_regex.IGNORECASE if ignore_case else 0))
+    except (_regex.error, RecursionError, OverflowError, ValueError) as exc:
+        raise InvalidArgumentError(f"Invalid regex {pattern!r}: {exc}.", hint=hint) from exc
     literal = required_literal(pattern)
     if literal is None:
         raise InvalidArgumentError(
@@ -106,40 +137,94 @@ def compile_pattern(pattern: str, *, ignore_case: bool) -> tuple[re.Pattern[str]
             hint="Include a fixed word such as 'tcgen05' or 'cp\\.async'; for 'a|b' run one grep per alternative "
             "or put the shared text outside the group ('bank_(conflict|swizzle)'); for concepts use search_wiki.",
         )
-    return regex, literal.casefold()
+    return compiled, literal.casefold()
 
 
-def scan(
+def scan_pages(
     pages: Iterable[Page],
-    regex: re.Pattern[str],
+    regex: _regex.Pattern[str],
     literal: str,
     *,
     max_matches: int,
     folded: Callable[[Page], str],
     time_budget_s: float = TIME_BUDGET_S,
-) -> tuple[list[Match], bool]:
-    """Matching lines, in page order; also whether the scan stopped before the end.
+    per_search_s: float = PER_SEARCH_S,
+) -> ScanOutcome:
+    """Matching lines, in page order, never running past `time_budget_s` in all.
 
     `folded(page)` gives the page's casefolded text (cached by the caller) for the page-level
     prefilter: casefolded containment is implied by any match, with or without ignore-case.
+    Each regex search runs with the GIL released and a timeout; one that times out ends the scan
+    with `timed_out` set and a note naming the line, keeping what was found before it.
     """
     found: list[Match] = []
-    deadline = time.monotonic() + time_budget_s
+    start = time.monotonic()
+    deadline = start + time_budget_s
     for page in pages:
         if literal not in folded(page):
             continue
         for line_no, line in enumerate(page.text.split("\n"), start=1):
             if literal not in line.casefold():
                 continue
-            match = regex.search(line)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return ScanOutcome(found, True, note=_budget_note(time_budget_s, found))
+            try:
+                match = regex.search(line, timeout=min(per_search_s, remaining), concurrent=True)
+            except TimeoutError:
+                elapsed = time.monotonic() - start
+                return ScanOutcome(found, True, timed_out=True, note=_timeout_note(regex.pattern, page, line_no, elapsed, found))
             if match is None:
                 continue
             if len(found) >= max_matches:
-                return found, True
+                return ScanOutcome(found, True)
             found.append(Match(page, line_no, clip_line(line.rstrip("\r"), match.start())))
         if time.monotonic() > deadline:
-            return found, True
-    return found, False
+            return ScanOutcome(found, True, note=_budget_note(time_budget_s, found))
+    return ScanOutcome(found, False)
+
+
+def scan(
+    pages: Iterable[Page],
+    regex: _regex.Pattern[str],
+    literal: str,
+    *,
+    max_matches: int,
+    folded: Callable[[Page], str],
+    time_budget_s: float = TIME_BUDGET_S,
+    per_search_s: float = PER_SEARCH_S,
+) -> tuple[list[Match], bool]:
+    """Matching lines, in page order; also whether the scan stopped before the end.
+
+    A pattern that runs past its time limit on a line raises GrepTimeoutError, whose message names
+    the line, says what was found before it and how to simplify the pattern (the result model has
+    no room for a note; callers that have one can use scan_pages instead).
+    """
+    outcome = scan_pages(
+        pages, regex, literal, max_matches=max_matches, folded=folded, time_budget_s=time_budget_s, per_search_s=per_search_s
+    )
+    if outcome.timed_out:
+        raise GrepTimeoutError(outcome.note or "The grep pattern ran past its time limit.", hint=SLOW_PATTERN_HINT)
+    return outcome.matches, outcome.truncated
+
+
+def _found_so_far(found: list[Match]) -> str:
+    if not found:
+        return "no matching line was found before it"
+    shown = ", ".join(f"{m.page.path}:{m.line_no}" for m in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return f"{len(found)} matching line(s) were found before it ({shown}{more})"
+
+
+def _timeout_note(pattern: str, page: Page, line_no: int, elapsed: float, found: list[Match]) -> str:
+    return (
+        f"The grep pattern {pattern!r} ran past its time limit on {page.path}:{line_no} and the search was stopped "
+        f"after {elapsed:.1f} s: it backtracks catastrophically; {_found_so_far(found)}."
+    )
+
+
+def _budget_note(budget: float, found: list[Match]) -> str:
+    return f"The grep stopped after its {budget:.0f} s budget before reading every page; {_found_so_far(found)}."
 
 
 def clip_line(line: str, at: int) -> str:

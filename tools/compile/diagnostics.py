@@ -3,6 +3,11 @@
 A build log mixes several tools' output (ninja runs nvcc, which runs gcc and ptxas; torch's extension
 builder wraps it all in a Python traceback). Each recognizer below knows one tool's line format and
 how many lines a message spans; anything no recognizer claims is context and is dropped.
+
+Logs can be huge (a 1 MB source with a warning per line gives a 6 MB log), so parsing is linear in
+the log and reads at most MAX_LOG_CHARS of it: the head and the tail, where the first errors and
+the final summary are. Every recognizer looks at a bounded number of lines from where it stands,
+every regex is anchored or starts with a literal, and messages are capped.
 """
 
 from __future__ import annotations
@@ -20,39 +25,61 @@ _SEVERITY_RANK = {"error": 0, "warning": 1, "note": 2}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # nvcc's intermediate files: /tmp/tmpxft_00002ee7_00000000-6_kernel.ptx stands for kernel.ptx.
 _TMPXFT = re.compile(r"(?:[^\s'\"`]*/)?tmpxft_[0-9a-fA-F]+_[0-9a-fA-F]+-\d+_(?P<name>[^\s'\",;:)]+)")
+# The same, starting at its literal, for searching inside messages (the form above, unanchored,
+# rescans a long token from every position: quadratic).
+_TMPXFT_NAME = re.compile(r"tmpxft_[0-9a-fA-F]+_[0-9a-fA-F]+-\d+_(?P<name>[^\s'\",;:)]+)")
+_TOKEN_STOPS = frozenset(" \t\r\n\f\v'\"`")
+# What is read of a log: its first and last MAX_LOG_CHARS / 2 characters.
+MAX_LOG_CHARS = 2_000_000
+MAX_MESSAGE_CHARS = 2_000
+_MAX_PATH_CHARS = 4_096
+# A Triton excerpt is at most 12 source lines before its caret; look no further than this.
+_MAX_EXCERPT_LINES = 40
+_MAX_SCAN_TOTAL_BYTES = 20_000_000
 # Python source files we read to place a Triton error; bigger ones are not kernels worth scanning.
 _MAX_SCAN_BYTES = 2_000_000
 _MAX_SCAN_FILES = 500
 _MAX_EXTRA_LINES = 3
 
 
+# One found diagnostic, kept as a plain tuple until the end: (file, line, column, severity, message, tool).
+_Found = tuple[str | None, int | None, int | None, Severity, str, Tool]
+
+
 @dataclass
 class _Context:
     roots: list[str]
     source_root: Path | None
-    found: list[Diagnostic] = field(default_factory=list)
+    found: list[_Found] = field(default_factory=list)
+    _paths: dict[str, str] = field(default_factory=dict)
+    _sources: dict[Path, list[str] | None] = field(default_factory=dict)
+    _source_bytes: int = 0
+    _tree: list[Path] | None = None
 
     def add(self, tool: Tool, severity: str, message: str, file: str | None = None, line: int | None = None,
             column: int | None = None) -> None:
         self.found.append(
-            Diagnostic(
-                file=self.display_path(file) if file else None,
-                line=line,
-                column=column,
-                severity=_severity(severity),
-                message=self.clean(message),
-                tool=tool,
-            )
+            (self.display_path(file) if file else None, line, column, _severity(severity), self.clean(message), tool)
         )
 
     def display_path(self, path: str) -> str:
         """Relative to the source root when inside it; nvcc temporaries by their plain name."""
-        path = path.strip()
+        shown = self._paths.get(path)
+        if shown is None:
+            shown = self._paths[path] = self._display_path(path)
+        return shown
+
+    def _display_path(self, path: str) -> str:
+        path = path.strip()[:_MAX_PATH_CHARS]
         if match := _TMPXFT.fullmatch(path):
             return match["name"]
         if not os.path.isabs(path):
             return os.path.normpath(path)
-        for candidate in dict.fromkeys((os.path.normpath(path), os.path.realpath(path))):
+        try:
+            real = os.path.realpath(path)
+        except (OSError, ValueError):
+            real = path
+        for candidate in dict.fromkeys((os.path.normpath(path), real)):
             for root in self.roots:
                 if candidate == root or candidate.startswith(root.rstrip(os.sep) + os.sep):
                     return os.path.relpath(candidate, root)
@@ -62,21 +89,101 @@ class _Context:
         return bool(self.roots) and not os.path.isabs(self.display_path(path))
 
     def clean(self, message: str) -> str:
-        message = _TMPXFT.sub(lambda m: m["name"], message.strip())
+        message = _strip_tmpxft(message.strip())
         for root in self.roots:
             message = message.replace(root.rstrip(os.sep) + os.sep, "")
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[: MAX_MESSAGE_CHARS - 1] + "…"
         return message
 
+    def source_lines(self, path: Path) -> list[str] | None:
+        """A candidate source's stripped lines, read once per parse, within a total byte budget."""
+        if path in self._sources:
+            return self._sources[path]
+        lines = None
+        try:
+            size = path.stat().st_size
+            if size <= _MAX_SCAN_BYTES and self._source_bytes + size <= _MAX_SCAN_TOTAL_BYTES:
+                self._source_bytes += size
+                lines = [text.strip() for text in path.read_text(errors="replace").splitlines()]
+        except (OSError, ValueError):
+            pass
+        self._sources[path] = lines
+        return lines
 
-def parse_diagnostics(log: str, *, source_root: str | Path | None = None, limit: int = 50) -> list[Diagnostic]:
-    """Errors first, then warnings, then notes, each in log order; duplicates dropped; at most `limit`."""
+    def source_tree(self) -> list[Path]:
+        """The source root's .py files, sorted, at most _MAX_SCAN_FILES (listed once per parse)."""
+        if self._tree is None:
+            found: list[Path] = []
+            if self.source_root is not None and self.source_root.is_dir():
+                try:
+                    for count, path in enumerate(self.source_root.rglob("*.py")):
+                        if count >= 10 * _MAX_SCAN_FILES:
+                            break
+                        found.append(path)
+                except OSError:
+                    pass
+            self._tree = sorted(found)[:_MAX_SCAN_FILES]
+        return self._tree
+
+
+def _strip_tmpxft(message: str) -> str:
+    """nvcc temporaries by their plain name: `/tmp/tmpxft_..._kernel.ptx` becomes `kernel.ptx`.
+
+    Linear: each temporary is found by its literal, then the path before it is walked back over.
+    """
+    if "tmpxft_" not in message:
+        return message
+    out: list[str] = []
+    cursor = 0
+    for match in _TMPXFT_NAME.finditer(message):
+        start = match.start()
+        if start > cursor and message[start - 1] == "/":
+            # The directory part: back to the start of the token (or the previous replacement).
+            k = start - 1
+            while k > cursor and message[k - 1] not in _TOKEN_STOPS:
+                k -= 1
+            start = k
+        out.append(message[cursor:start])
+        out.append(match["name"])
+        cursor = match.end()
+    out.append(message[cursor:])
+    return "".join(out)
+
+
+def cap_log(log: str, max_chars: int = MAX_LOG_CHARS) -> tuple[str, int]:
+    """The log's head and tail, at most `max_chars` in all and cut at line ends; also how many
+    characters were left out of the middle (0 when the log was whole)."""
+    if len(log) <= max_chars:
+        return log, 0
+    half = max(max_chars // 2, 1)
+    head = log[:half]
+    cut = head.rfind("\n")
+    head = head[: cut + 1] if cut >= 0 else head
+    tail = log[len(log) - half :]
+    cut = tail.find("\n")
+    tail = tail[cut + 1 :] if cut >= 0 else tail
+    # A blank line between the two ends any indented block the cut split.
+    return head + "\n" + tail, len(log) - len(head) - len(tail)
+
+
+def parse_diagnostics(
+    log: str, *, source_root: str | Path | None = None, limit: int = 50, max_chars: int = MAX_LOG_CHARS
+) -> list[Diagnostic]:
+    """Errors first, then warnings, then notes, each in log order; duplicates dropped; at most `limit`.
+
+    Reads at most `max_chars` of the log (its head and tail, see cap_log); linear in what it reads.
+    """
     if limit < 0:
         raise InvalidArgumentError(f"limit must be 0 or more, not {limit}.")
     roots: list[str] = []
     if source_root is not None:
         roots = list(dict.fromkeys((os.path.normpath(os.path.abspath(source_root)), os.path.realpath(source_root))))
     ctx = _Context(roots=roots, source_root=Path(roots[0]) if roots else None)
-    lines = [_ANSI.sub("", line).rstrip("\r") for line in log.splitlines()]
+    log, _ = cap_log(log, max_chars)
+    if "\x1b" in log:
+        log = _ANSI.sub("", log)
+    lines = [line.rstrip("\r") for line in log.splitlines()]
     i = 0
     while i < len(lines):
         for recognize in _RECOGNIZERS:
@@ -86,11 +193,16 @@ def parse_diagnostics(log: str, *, source_root: str | Path | None = None, limit:
                 break
         else:
             i += 1
-    ordered = sorted(ctx.found, key=lambda d: _SEVERITY_RANK[d.severity])  # stable: log order within a rank
-    unique: dict[tuple[str | None, int | None, str], Diagnostic] = {}
-    for diag in ordered:
-        unique.setdefault((diag.file, diag.line, diag.message), diag)
-    return list(unique.values())[:limit]
+    ordered = sorted(ctx.found, key=lambda d: _SEVERITY_RANK[d[3]])  # stable: log order within a rank
+    unique: dict[tuple[str | None, int | None, str], _Found] = {}
+    for found in ordered:
+        if len(unique) >= limit:
+            break
+        unique.setdefault((found[0], found[1], found[4]), found)
+    return [
+        Diagnostic(file=file, line=line, column=column, severity=severity, message=message, tool=tool)
+        for file, line, column, severity, message, tool in unique.values()
+    ]
 
 
 def _severity(word: str) -> Severity:
@@ -152,8 +264,10 @@ def _nvcc_driver(lines: list[str], i: int, ctx: _Context) -> int:
 
 
 def _indented_after(lines: list[str], i: int) -> Iterator[str]:
-    for text in lines[i + 1 :]:
-        if not text.strip() or not text[:1].isspace():
+    # By index: a slice `lines[i + 1 :]` copies the rest of the log for every message (quadratic).
+    for k in range(i + 1, len(lines)):
+        text = lines[k]
+        if not text[:1].isspace() or not text.strip():
             return
         yield text
 
@@ -310,10 +424,11 @@ def _triton_error(lines: list[str], k: int, at: re.Match[str], frames: list[tupl
     then the message. L counts from the `def` line of the @triton.jit function; C is 0-based."""
     excerpt: list[str] = []
     j = k + 1
-    while j < len(lines) and lines[j].strip() != "^":
+    stop = min(len(lines), k + 1 + _MAX_EXCERPT_LINES)
+    while j < stop and lines[j].strip() != "^":
         excerpt.append(lines[j])
         j += 1
-    if j >= len(lines):  # no caret: the source was unavailable; the message is what follows
+    if j >= stop:  # no caret: the source was unavailable; the message is what follows
         excerpt, j = [], k
     message_lines = []
     j += 1
@@ -334,14 +449,12 @@ def _place_excerpt(excerpt: list[str], frames: list[tuple[str, int]], ctx: _Cont
     """Find the file holding the excerpt; the failing line is its last line."""
     want = [text.strip() for text in excerpt]
     for path in _candidate_sources(frames, ctx):
-        try:
-            if path.stat().st_size > _MAX_SCAN_BYTES:
-                continue
-            have = [text.strip() for text in path.read_text(errors="replace").splitlines()]
-        except OSError:
+        have = ctx.source_lines(path)
+        if have is None:
             continue
+        # Compare slices only where the first line matches: linear in the file for real excerpts.
         for start in range(len(have) - len(want) + 1):
-            if have[start : start + len(want)] == want:
+            if have[start] == want[0] and have[start : start + len(want)] == want:
                 return str(path), start + len(want)
     return None
 
@@ -353,13 +466,10 @@ def _candidate_sources(frames: list[tuple[str, int]], ctx: _Context) -> Iterator
         if path.suffix == ".py" and (ctx.inside_root(file) or not ctx.roots) and path not in seen:
             seen.add(path)
             yield path
-    if ctx.source_root is not None and ctx.source_root.is_dir():
-        for count, path in enumerate(sorted(ctx.source_root.rglob("*.py"))):
-            if count >= _MAX_SCAN_FILES:
-                return
-            if path not in seen:
-                seen.add(path)
-                yield path
+    for path in ctx.source_tree():
+        if path not in seen:
+            seen.add(path)
+            yield path
 
 
 _RECOGNIZERS: tuple[Recognizer, ...] = (

@@ -9,6 +9,10 @@ The lines we read, as nvcc 12 and 13 print them:
 
 "Function properties" also appears for non-inlined device functions, which are not kernels; only
 names announced by "Compiling entry function" become results. nvcc 13 prints no cmem for sm_90+.
+
+Linear in the log, and reads at most MAX_LOG_CHARS of it (head and tail, as diagnostics does):
+lines without "ptxas" or "stack frame" are skipped by a substring test, lines are cut to
+MAX_LINE_CHARS, and every regex starts at a literal or a non-digit boundary.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 
+from kda_mcp.tools.compile.diagnostics import MAX_LOG_CHARS, cap_log
 from kda_mcp.tools.compile.models import KernelResources
 from kda_mcp.tools.capabilities import find_cuda_tool
 
 _ENTRY = re.compile(r"ptxas\s+info\s*:\s*Compiling entry function '(?P<name>[^']+)'(?: for '(?P<arch>[^']+)')?")
 _PROPERTIES = re.compile(r"ptxas\s+info\s*:\s*Function properties for (?P<name>\S+)")
+# (?<!\d): without it, a long run of digits is rescanned from each of its positions (quadratic).
 _FRAME = re.compile(
-    r"(?P<stack>\d+) bytes stack frame, (?P<stores>\d+) bytes spill stores, (?P<loads>\d+) bytes spill loads"
+    r"(?<!\d)(?P<stack>\d+) bytes stack frame, (?P<stores>\d+) bytes spill stores, (?P<loads>\d+) bytes spill loads"
 )
 _USED = re.compile(r"ptxas\s+info\s*:\s*Used (?P<rest>\d+ registers.*)$")
 _REGISTERS = re.compile(r"^(\d+) registers$")
@@ -34,16 +40,21 @@ _SMEM = re.compile(r"^(\d+)(?:\+(\d+))? bytes smem$")
 _CMEM = re.compile(r"^(\d+) bytes cmem\[\d+\]$")
 
 DEMANGLE_TIMEOUT_S = 30
+# A ptxas line is short; a long templated kernel name is a few KB at most.
+MAX_LINE_CHARS = 16_384
 
 
-def parse_ptxas_info(log: str) -> list[KernelResources]:
+def parse_ptxas_info(log: str, *, max_chars: int = MAX_LOG_CHARS) -> list[KernelResources]:
     """One entry per kernel (entry function) per arch, in the order ptxas compiled them."""
     kernels: list[KernelResources] = []
     current: KernelResources | None = None  # the entry being compiled; "Used ..." lines belong to it
     properties_for: str | None = None  # whose "Function properties" the next frame line describes
     early_frames: dict[str, re.Match[str]] = {}  # frames printed before their entry was announced
+    log, _ = cap_log(log, max_chars)
     for raw in log.splitlines():
-        line = raw.strip()
+        if "ptxas" not in raw and "stack frame" not in raw:
+            continue
+        line = raw[:MAX_LINE_CHARS].strip()
         if match := _ENTRY.search(line):
             current = KernelResources(name=match["name"], arch=match["arch"])
             kernels.append(current)
