@@ -160,6 +160,7 @@ def _workload(message: dict, sides: dict[str, Wire], timeout: float) -> dict:
                 timing["host_us"] += reply["host_us"]
                 timing["bracket_us"] += [t + HANDSHAKE_US for t in reply["true_us"]]
                 timing["flush_us"] += [FLUSH_US * (20 if reply.get("contend") else 1)] * per_round
+                timing["prep_us"] = timing.get("prep_us", []) + [FLUSH_US + 20] * per_round
                 timing["round_span"].append(reply["span_us"][0])
                 timing["round_bracket"].append(reply["true_us"][0] + HANDSHAKE_US)
                 timing["names"] = reply["names"]

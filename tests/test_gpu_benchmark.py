@@ -215,7 +215,7 @@ def test_progress_jobs_ledger_and_traces(mcp_server, server_and_app):
 
     from flashinfer_bench.data import TraceSet
 
-    traces = TraceSet.from_path(str(app.traces_root))
+    traces = TraceSet.from_path(str(app.settings.state_dir / "traceset"))
     ours = [t for t in traces.traces["vector_add_fp32"] if t.solution.startswith(first["solution"] + "-")]
     assert len(ours) >= 2 * len(first["workloads"])
     assert all(t.evaluation.status.value == "PASSED" and t.evaluation.performance.latency_ms > 0 for t in ours)

@@ -54,7 +54,7 @@ class Executor:
 
     # ---- setup
 
-    def load(self, fds: list[int]) -> dict[str, Any]:
+    def load(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         from pathlib import Path
 
         from kda_mcp.tools.evaluation import channel
@@ -65,10 +65,8 @@ class Executor:
         torch = self.torch
         torch.zeros(1, device="cuda")  # the CUDA context, before mapping anything
         self.stream = torch.cuda.current_stream().cuda_stream
-        self.flags = {
-            "judge": channel.import_fd(fds[0], channel.FLAG_PAGE, readonly=True),
-            "mine": channel.import_fd(fds[1], channel.FLAG_PAGE),
-        }
+        size = int(message["flag_size"])  # the allocation's real size (a multiple of the granularity)
+        self.flags = {"judge": channel.import_fd(fds[0], size, readonly=True), "mine": channel.import_fd(fds[1], size)}
         self.recorder = CuptiRecorder() if cupti_available() and not self.spec.force_cuda_events else EventRecorder()
         self.forbidden = ForbiddenCalls(self.spec.forbidden_calls)
         self.entry = load_entry(self.solution, Path(self.spec.source_dir), self.spec.library)
@@ -206,7 +204,7 @@ def main(argv: list[str]) -> int:
         message, fds = wire.recv()
         if message.get("cmd") != "load":
             return 2
-        reply = executor.load(fds)
+        reply = executor.load(message, fds)
     except WireClosed:
         return 0
     except BaseException as exc:

@@ -129,7 +129,7 @@ class Judge:
         self.torch.cuda.synchronize()
         side = Side(name=name, wire=wire, value_returning=value_returning, judge_flags=judge_flags, side_flags=side_flags)
         try:
-            wire.send({"cmd": "load"}, [judge_flags.fd, side_flags.fd])
+            wire.send({"cmd": "load", "flag_size": judge_flags.size}, [judge_flags.fd, side_flags.fd])
             reply, _ = wire.recv(LOAD_TIMEOUT_S)
         except TimeoutError:
             return {"event": "attached", "side": name, "ok": False, "status": "TIMEOUT", "error": f"the solution did not load within {LOAD_TIMEOUT_S} s"}
@@ -205,18 +205,22 @@ class Judge:
 
     # ---- the handshake of one call
 
-    def _call(self, side: Side, k: int, seq: int) -> tuple[float, float]:
-        """Run call `seq` of `side` on buffer set k: flush, go, wait for done; returns (the judge's
-        bracket of the call in us, the flush before it in us)."""
+    def _call(self, side: Side, k: int, seq: int, load: Any) -> tuple[float, float, float]:
+        """Run call `seq` of `side` on buffer set k. Once the executor has launched the call, our
+        stream loads the fresh inputs (`load`, poisoning the outputs too), flushes L2, writes
+        `go` and waits for `done`. Returns (the bracket of the call, the flush, the whole
+        preparation from load to go), each in us, all on our own clock."""
         from kda_mcp.tools.evaluation import channel
 
         torch = self.torch
         js = self.stream.cuda_stream
-        f0, f1, e0, e1 = (torch.cuda.Event(enable_timing=True) for _ in range(4))
+        p0, f0, f1, e0, e1 = (torch.cuda.Event(enable_timing=True) for _ in range(5))
+        self._await_launch(side, seq)
+        p0.record(self.stream)
+        load()
         f0.record(self.stream)
         self.flusher()
         f1.record(self.stream)
-        self._await_launch(side, seq)
         e0.record(self.stream)
         channel.write_flag(js, side.judge_flags.ptr + channel.GO, seq)
         channel.wait_at_least(js, side.side_flags.ptr + channel.DONE, seq)
@@ -227,7 +231,7 @@ class Judge:
         end = torch.cuda.Event()
         end.record(self.stream)
         self._await(end, side, seq)
-        return e0.elapsed_time(e1) * 1e3, f0.elapsed_time(f1) * 1e3
+        return e0.elapsed_time(e1) * 1e3, f0.elapsed_time(f1) * 1e3, p0.elapsed_time(e0) * 1e3
 
     def _await_launch(self, side: Side, seq: int) -> None:
         """Wait (briefly) until the executor has launched call `seq`, so the bracket measures GPU
@@ -251,6 +255,8 @@ class Judge:
             side.pending.append(message)
 
     def _await(self, end: Any, side: Side, seq: int) -> None:
+        """Wait for the call to end on our stream, watching the executor meanwhile: an error it
+        reports, its death, or the deadline releases our stream and fails the side."""
         from kda_mcp.tools.evaluation.wire import WireClosed
 
         timeout = float(self.config.get("workload_timeout_s", 120))
@@ -258,19 +264,30 @@ class Judge:
         pause = 1e-5
         while not end.query():
             try:
-                message = side.wire.poll()
+                self._drain(side)
             except WireClosed:
                 self._release(side, seq)
                 raise SideFailed("RUNTIME_ERROR", "the solution process exited during a call") from None
-            if message is not None and message.get("event") == "error":
-                side.wire.recv(0)
+            except SideFailed:
                 self._release(side, seq)
-                raise SideFailed(_status(message), f"the solution failed: {_text(message.get('error'))}", _text(message.get("traceback")))
+                raise
             if time.monotonic() > deadline:
                 self._release(side, seq)
                 raise SideFailed("TIMEOUT", f"a call ran past {timeout:.0f} s; the process was stopped")
             time.sleep(pause)
             pause = min(pause * 2, 1e-3)
+
+    def _drain(self, side: Side) -> None:
+        """Take what the executor has sent so far without blocking: acknowledgements are dropped,
+        a batch report is kept for later, an error fails the side."""
+        while (message := side.wire.poll()) is not None:
+            side.wire.recv(0)
+            event = message.get("event")
+            if event == "enqueued":
+                continue
+            if event == "error":
+                raise SideFailed(_status(message), f"the solution failed: {_text(message.get('error'))}", _text(message.get("traceback")))
+            side.pending.append(message)
 
     def _release(self, side: Side, seq: int) -> None:
         """Write the executor's flags ourselves (on a second stream) so our stream never waits forever."""
@@ -359,10 +376,9 @@ class Judge:
         }
 
     def _run_untimed(self, side: Side, k: int, inputs: list[Any], inputs_of: InputMaker) -> list[Any]:
-        inputs_of.load(side.sets[k], inputs)
         seq = side.next_seq()
         self._batch(side, [(seq, k)], inputs_of.scalars)
-        self._call(side, k, seq)
+        self._call(side, k, seq, lambda: inputs_of.load(side.sets[k], inputs))
         self._batch_report(side, 1)
         return [o.clone() for o in side.sets[k]["outputs"]]
 
@@ -376,7 +392,8 @@ class Judge:
         warmup = int(message["timing"]["warmup"])
         per_round = int(message["timing"].get("calls") or 0) or self._calls_per_round(names, inputs_of, message["timing"])
         series: dict[str, dict[str, list[Any]]] = {
-            n: {"span_us": [], "busy_us": [], "activities": [], "host_us": [], "bracket_us": [], "flush_us": [], "round_span": [], "round_bracket": [], "names": set()} for n in names
+            n: {"span_us": [], "busy_us": [], "activities": [], "host_us": [], "bracket_us": [], "flush_us": [], "prep_us": [], "round_span": [], "round_bracket": [], "names": set()}
+            for n in names
         }
         checked = {n: 0 for n in names}
         live = list(names)
@@ -389,18 +406,19 @@ class Judge:
                 skip = warmup if r == 0 else 0
                 seqs = [side.next_seq() for _ in range(count)]
                 samples: list[tuple[int, list[Any]]] = []
-                brackets, flushes = [], []
+                brackets, flushes, preps = [], [], []
                 try:
                     self._batch(side, [(s, s % 2) for s in seqs], inputs_of.scalars)
                     for j, seq in enumerate(seqs):
                         k = seq % 2
                         seed = self.rng.randrange(1, 2**31)
-                        inputs_of.load(side.sets[k], inputs_of.make(seed))
-                        bracket, flush = self._call(side, k, seq)
+                        inputs = inputs_of.make(seed)
+                        bracket, flush, prep = self._call(side, k, seq, lambda: inputs_of.load(side.sets[k], inputs))
                         if j < skip:
                             continue
                         brackets.append(bracket)
                         flushes.append(flush)
+                        preps.append(prep)
                         last = r == rounds - 1 and j == count - 1
                         if self.rng.random() < CHECK_PROBABILITY or (last and checked[name] + len(samples) < MIN_CHECKS):
                             samples.append((seed, [o.clone() for o in side.sets[k]["outputs"]]))
@@ -417,6 +435,7 @@ class Judge:
                 s["host_us"] += batch["host_us"][skip:]
                 s["bracket_us"] += brackets
                 s["flush_us"] += flushes
+                s["prep_us"] += preps
                 s["names"].update(batch["names"])
                 s["round_span"].append(statistics.median(spans) if spans else 0.0)
                 s["round_bracket"].append(statistics.median(brackets) if brackets else 0.0)
@@ -441,9 +460,9 @@ class Judge:
         """Enough calls for ~target_seconds of GPU time per side over all rounds, within bounds."""
         side = self.sides[names[0]]
         seq = side.next_seq()
-        inputs_of.load(side.sets[0], inputs_of.make(self.rng.randrange(1, 2**31)))
+        inputs = inputs_of.make(self.rng.randrange(1, 2**31))
         self._batch(side, [(seq, 0)], inputs_of.scalars)
-        bracket, _ = self._call(side, 0, seq)
+        bracket, _, _ = self._call(side, 0, seq, lambda: inputs_of.load(side.sets[0], inputs))
         self._batch_report(side, 1)
         estimate_s = max(bracket / 1e6, 1e-6)
         total = int(min(timing["max_calls"], max(timing["min_calls"], timing["target_seconds"] / estimate_s)))

@@ -54,8 +54,12 @@ class Child:
         return "\n".join(list(self.log)[-lines:])
 
     async def send_spec(self, spec_json: str) -> None:
+        """Hand the child its spec; a child that already died says how when it is next asked."""
         assert self.proc.stdin is not None
-        await self.proc.stdin.send((spec_json + "\n").encode())
+        try:
+            await self.proc.stdin.send((spec_json + "\n").encode())
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
 
     def kill(self) -> None:
         terminate_group(self.proc.pid)
