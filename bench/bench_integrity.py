@@ -98,7 +98,7 @@ def calibrate(args: argparse.Namespace) -> dict:
     workloads = [w.uuid for w in app.dataset().workloads("vector_add_fp32")]
     out: dict = {"honest": [], "hidden": []}
     honest = benchmark(app, python_solution("import torch\ndef run(x, y, out):\n    torch.add(x, y, out=out)\n", "honest_add"), workloads)
-    triton = benchmark(app, app_example_input(), workloads)
+    triton = benchmark(app, example_input(app), workloads)
     print(f"\nhonest kernels (tolerance max({VERIFY_REL:.0%}, {VERIFY_ABS_US:g} us)); gap = judge's outside figure - executor's reported median")
     print(f"{'n':>11} {'torch span':>11} {'outside':>9} {'gap':>7} {'triton span':>12} {'outside':>9} {'gap':>7}  flagged")
     for a, b in zip(honest["workloads"], triton["workloads"]):
@@ -128,10 +128,13 @@ def calibrate(args: argparse.Namespace) -> dict:
     return out
 
 
-def app_example_input():
+EXAMPLE = "solutions/kda-examples/elementwise/vector_add_fp32/vector_add_fp32_triton_blocked.json"
+
+
+def example_input(app):
     from kda_mcp.tools.solution import SolutionInput
 
-    return SolutionInput(path=str(REPO / "resources/dataset/solutions/kda-examples/elementwise/vector_add_fp32/vector_add_fp32_triton_blocked.json"))
+    return SolutionInput(path=str(app.settings.dataset_path / EXAMPLE))
 
 
 OLD_DRIVER = """
@@ -158,15 +161,13 @@ app.jobs.close()
 
 
 def cost(args: argparse.Namespace) -> dict:
-    example = REPO / "resources/dataset/solutions/kda-examples/elementwise/vector_add_fp32/vector_add_fp32_triton_blocked.json"
     root = Path(tempfile.mkdtemp(prefix="kda-cost-"))
     app = make_app(root)
-    from kda_mcp.tools.solution import SolutionInput
-
+    example = app.settings.dataset_path / EXAMPLE
     seconds = []
     for _ in range(2):
         start = time.monotonic()
-        result = benchmark_default(app, SolutionInput(path=str(example)))
+        result = benchmark_default(app, example_input(app))
         seconds.append(round(time.monotonic() - start, 2))
     app.jobs.close()
     out = {"new_seconds": seconds, "new_statuses": [w["status"] for w in result["workloads"]], "new_phases": result.get("phase_seconds")}
