@@ -41,18 +41,22 @@ def read_only(title: str) -> ToolAnnotations:
 
 
 def domain_errors(fn: F) -> F:
-    """Turn the domain's anticipated errors into MCP tool errors the model can read.
+    """Turn every exception a tool raises into an MCP tool error that says what was wrong and what to do.
 
-    Without this, the SDK reports any non-ToolError as a bare "Error executing tool".
+    Without this, the SDK reports any non-ToolError as a bare "Error executing tool X". KdaError keeps
+    its own message; bad input (pydantic ValidationError, OSError, ValueError, TypeError, ...) is
+    explained; anything else is an internal error, logged with its traceback. Cancellation and other
+    BaseExceptions pass through untouched.
     """
+    tool = getattr(fn, "__name__", "tool")
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await fn(*args, **kwargs)
-            except KdaError as exc:
-                raise ToolError(str(exc)) from exc
+            except Exception as exc:
+                raise tool_error(exc, tool) from exc
 
         return async_wrapper  # type: ignore[return-value]
 
@@ -60,10 +64,138 @@ def domain_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except KdaError as exc:
-            raise ToolError(str(exc)) from exc
+        except Exception as exc:
+            raise tool_error(exc, tool) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+MAX_ERROR_CHARS = 1_500
+_SHOWN_PATH_CHARS = 160
+
+
+def tool_error(exc: Exception, tool: str = "tool") -> Exception:
+    """The ToolError to raise for `exc` (MCP protocol errors and ToolErrors are returned as they are)."""
+    import logging
+
+    from mcp.shared.exceptions import MCPError
+
+    if isinstance(exc, (ToolError, MCPError)):
+        return exc
+    log = logging.getLogger("kda_mcp.server")
+    leaf = _first_leaf(exc)
+    message, internal = _describe(leaf)
+    if internal:
+        log.error("internal error in tool %s", tool, exc_info=(type(leaf), leaf, leaf.__traceback__))
+    else:
+        log.info("tool %s refused its input: %s", tool, message[:300])
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[: MAX_ERROR_CHARS - 1] + "…"
+    return ToolError(message)
+
+
+def _first_leaf(exc: BaseException) -> Exception:
+    """The first real exception inside (nested) exception groups, e.g. from an anyio task group."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        inner = next((e for e in exc.exceptions if isinstance(e, Exception)), None)
+        if inner is None:
+            break
+        exc = inner
+    return exc  # type: ignore[return-value]
+
+
+def _shown(value: object, limit: int = _SHOWN_PATH_CHARS) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value).decode("utf-8", "replace")
+    if len(text) > limit:
+        text = f"{text[: limit // 2]}…{text[-limit // 4 :]} ({len(text)} characters)"
+    return repr(text)
+
+
+def _describe(exc: Exception) -> tuple[str, bool]:
+    """What to tell the caller about `exc`, and whether it is an internal error (a bug)."""
+    import errno
+
+    from pydantic import ValidationError
+
+    if isinstance(exc, KdaError):
+        return str(exc), False
+    if isinstance(exc, ValidationError):
+        problems = []
+        for error in exc.errors()[:5]:
+            where = ".".join(str(part) for part in error.get("loc", ())) or "the input"
+            got = error.get("input")
+            shown = f" (got {_shown(got, 60)})" if got is not None and not isinstance(got, (dict, list)) else ""
+            problems.append(f"{where}: {error.get('msg', 'invalid')}{shown}")
+        more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
+        return (
+            f"Invalid argument: {'; '.join(problems)}{more}. Fix that field and call again; the tool's input schema "
+            "lists every field with its type and limits.",
+            False,
+        )
+    if isinstance(exc, OSError):
+        path = getattr(exc, "filename", None)
+        where = f" {_shown(path)}" if path is not None else ""
+        code = exc.errno
+        if code == errno.ENAMETOOLONG:
+            return (
+                f"The path{where} is too long for the file system (at most 255 bytes per name and 4096 per path). "
+                "Pass a shorter path.",
+                False,
+            )
+        if code == errno.EISDIR:
+            return f"The path{where} is a folder where a file was expected. Pass the path of a file.", False
+        if code == errno.ENOTDIR:
+            return (
+                f"A part of the path{where} is a file where a folder was expected. Pass a path whose parents are folders.",
+                False,
+            )
+        if code in (errno.EACCES, errno.EPERM):
+            return (
+                f"Permission denied for{where or ' a path'}: kda-mcp may not read or write it. Use a path inside the "
+                "allowed roots (the workspace, the dataset, the state and cache folders).",
+                False,
+            )
+        if code == errno.ENOENT:
+            return f"No such file or folder:{where or ' (a path)'}. Check the path and call again.", False
+        if code == errno.EEXIST:
+            return f"The path{where} already exists. Pass overwrite=true to replace it, or choose another path.", False
+        if code == errno.ELOOP:
+            return f"The path{where} has too many levels of symbolic links (or a link loop). Pass a path without links.", False
+        if code in (errno.ENOSPC, errno.EDQUOT):
+            return "The disk is full (or the quota is used up) on the server. Free space, then call again.", False
+        if code == errno.EROFS:
+            return f"The path{where} is on a read-only file system. Choose a writable path inside the workspace.", False
+        if isinstance(exc, TimeoutError):
+            return "The operation timed out on the server. Call again; if it keeps happening, ask for less at once.", False
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return f"The server could not use the path{where}: {reason}. Check the path and call again.", False
+    if isinstance(exc, ValueError):
+        text = str(exc)
+        if "null byte" in text or "NUL" in text or "\\x00" in text:
+            return "An argument contains a NUL byte (\\x00), which no path or name may hold. Remove it and call again.", False
+        if isinstance(exc, UnicodeError):
+            return f"An argument is not valid text ({type(exc).__name__}: {text[:200]}). Pass UTF-8 text.", False
+        return (
+            f"Invalid input ({type(exc).__name__}: {text[:500]}). Check the arguments against the tool's description; "
+            "if they look right, report it as a kda-mcp bug.",
+            False,
+        )
+    if isinstance(exc, TypeError):
+        return (
+            f"An argument has the wrong type ({exc}). Check the types in the tool's input schema; if they look right, "
+            "report it as a kda-mcp bug.",
+            False,
+        )
+    if isinstance(exc, RecursionError):
+        return "The input is nested too deeply to process. Pass a flatter value.", False
+    if isinstance(exc, MemoryError):
+        return "The input is too large for the server's memory. Pass a smaller value.", False
+    if isinstance(exc, (TimeoutError, anyio.BrokenResourceError, anyio.ClosedResourceError)):
+        return f"The operation did not finish ({type(exc).__name__}). Call again; if it keeps happening, report it.", False
+    text = str(exc)[:500] or "no message"
+    return f"internal error in kda-mcp ({type(exc).__name__}: {text}); the server keeps running — report it.", True
 
 
 def compact(model: BaseModel) -> CallToolResult:
