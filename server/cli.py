@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
+import signal
 import sys
 import threading
+import time
 
+from kda_mcp.server.connections import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_KEEP_ALIVE_S, DEFAULT_MAX_REQUESTS, DEFAULT_MAX_REQUESTS_PER_TOKEN
 from kda_mcp.tools.errors import KdaError
 from kda_mcp.tools.settings import Settings
 
@@ -16,35 +20,79 @@ log = logging.getLogger("kda_mcp")
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", metavar="PATH", help="FlashInfer-Trace dataset folder (default: $FIB_DATASET_PATH, else the embedded sample)")
-    parser.add_argument("--wiki", metavar="PATH", action="append", help="extra wiki root to index, repeatable (default: $KDA_WIKI_PATHS)")
-    parser.add_argument("--state-dir", metavar="PATH", help="jobs, attempts and artifacts (default: $KDA_STATE_DIR or ~/.local/state/kda-mcp)")
-    parser.add_argument("--cache-dir", metavar="PATH", help="rebuildable caches (default: $KDA_CACHE_DIR or ~/.cache/kda-mcp)")
+    data = parser.add_argument_group("data and isolation")
+    data.add_argument("--dataset", metavar="PATH", help="FlashInfer-Trace dataset folder (default: $FIB_DATASET_PATH, else the embedded sample)")
+    data.add_argument("--wiki", metavar="PATH", action="append", help="extra wiki root to index, repeatable (default: $KDA_WIKI_PATHS)")
+    data.add_argument("--state-dir", metavar="PATH", help="jobs, attempts and artifacts (default: $KDA_STATE_DIR or ~/.local/state/kda-mcp)")
+    data.add_argument("--cache-dir", metavar="PATH", help="rebuildable caches (default: $KDA_CACHE_DIR or ~/.cache/kda-mcp)")
+    data.add_argument(
+        "--workspace",
+        metavar="PATH",
+        action="append",
+        help="folder the tools may read and write (starter kits, packed solutions), repeatable "
+        "(default: $KDA_WORKSPACES; else over stdio the current folder, over HTTP <state-dir>/workspace)",
+    )
+    data.add_argument(
+        "--sandbox",
+        choices=["auto", "user", "none"],
+        help="how untrusted code (solutions, builds) runs: user = as unprivileged sandbox users (needs root), "
+        "none = as the server's own user, auto = user when the server runs as root (default: $KDA_SANDBOX or auto)",
+    )
+    data.add_argument("--sandbox-user", metavar="NAME", help="base name of the sandbox users (default: $KDA_SANDBOX_USER or kda-sandbox)")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kda-mcp", description="MCP server with the tools of a GPU-kernel optimization loop.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the MCP server (stdio by default)")
-    _add_data_options(serve)
-    serve.add_argument("--http", action="store_true", help="serve Streamable HTTP instead of stdio")
-    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
-    serve.add_argument("--token-file", metavar="FILE", help="file whose first line is the bearer token (default: $KDA_MCP_TOKEN)")
-    serve.add_argument("--allowed-host", action="append", default=[], metavar="HOST[:PORT]", help="extra Host header to accept (DNS-rebinding guard); 'name:*' for any port")
-    serve.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN", help="extra Origin to accept, e.g. https://box.example:*")
-    serve.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body accepted (default 8 MiB)")
+    serve = sub.add_parser("serve", help="run the MCP server (stdio by default)", description="Run the MCP server, over stdio (the client starts it) or Streamable HTTP.")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _add_data_options(serve)
+    http = serve.add_argument_group("HTTP (with --http)")
+    http.add_argument("--http", action="store_true", help="serve Streamable HTTP instead of stdio")
+    http.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    http.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    http.add_argument("--token-file", metavar="FILE", help="file whose first line is the bearer token (default: $KDA_MCP_TOKEN)")
+    http.add_argument("--allowed-host", action="append", default=[], metavar="HOST[:PORT]", help="extra Host header to accept (DNS-rebinding guard); 'name:*' for any port")
+    http.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN", help="extra Origin to accept, e.g. https://box.example:*")
+    http.add_argument("--max-body-mb", type=float, default=8.0, metavar="MB", help="largest request body accepted (default 8)")
+    http.add_argument("--max-requests", type=_positive_int, default=DEFAULT_MAX_REQUESTS, metavar="N", help=f"requests in flight at once, all clients (default {DEFAULT_MAX_REQUESTS}); more get 429")
+    http.add_argument("--max-requests-per-token", type=_positive_int, default=DEFAULT_MAX_REQUESTS_PER_TOKEN, metavar="N", help=f"requests in flight at once per token (default {DEFAULT_MAX_REQUESTS_PER_TOKEN}); more get 429")
+    http.add_argument("--header-timeout", type=_positive_float, default=DEFAULT_HEADER_TIMEOUT_S, metavar="S", help=f"close a connection whose request headers are not in after S seconds (default {DEFAULT_HEADER_TIMEOUT_S:g})")
+    http.add_argument("--keep-alive-timeout", type=_positive_float, default=DEFAULT_KEEP_ALIVE_S, metavar="S", help=f"close an idle kept-alive connection after S seconds (default {DEFAULT_KEEP_ALIVE_S:g})")
 
     doctor = sub.add_parser("doctor", help="print what this machine can do (GPUs, toolchain, dataset, wiki)")
     _add_data_options(doctor)
+    doctor.add_argument("--http", action="store_true", help="resolve defaults as 'serve --http' does (its workspace is under the state dir)")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.resolve(dataset=args.dataset, wiki_paths=args.wiki, state_dir=args.state_dir, cache_dir=args.cache_dir)
+    return Settings.resolve(
+        dataset=args.dataset,
+        wiki_paths=args.wiki,
+        state_dir=args.state_dir,
+        cache_dir=args.cache_dir,
+        workspaces=args.workspace,
+        shared=bool(getattr(args, "http", False)),  # a server for many clients gets a workspace of its own
+        sandbox=args.sandbox,
+        sandbox_user=args.sandbox_user,
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -55,10 +103,17 @@ def _serve(args: argparse.Namespace) -> int:
     mcp, app = create_app(settings)
     app.dataset()  # fail at start, with the file named, rather than on the first call
     threading.Thread(target=_warm_wiki, args=(app,), name="wiki-warmup", daemon=True).start()
+    stopper = Stopper(app)
 
     if not args.http:
         log.info("kda-mcp %s on stdio; dataset %s", version(), settings.dataset_path)
-        mcp.run("stdio")
+        # The stdio transport cannot stop gracefully (its reader thread waits on stdin): on SIGTERM,
+        # close the jobs and leave at once.
+        signal.signal(signal.SIGTERM, lambda sig, _frame: stopper.stop(sig, grace_s=0))
+        try:
+            mcp.run("stdio")
+        finally:
+            stopper.finish()
         return 0
 
     token = load_token(env_token=os.environ.get("KDA_MCP_TOKEN"), token_file=args.token_file)
@@ -78,9 +133,115 @@ def _serve(args: argparse.Namespace) -> int:
         allowed_hosts=args.allowed_host,
         allowed_origins=args.allowed_origin,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        header_timeout_s=args.header_timeout,
+        keep_alive_s=args.keep_alive_timeout,
+        max_requests=args.max_requests,
+        max_requests_per_token=args.max_requests_per_token,
     )
-    serve_http(mcp, options, health={"server": "kda-mcp", "version": version()}, log_level=args.log_level.lower())
+    # uvicorn stops on SIGTERM, giving open requests options.graceful_stop_s; the stopper's deadline
+    # covers a call that holds on past that (a thread that cannot be cancelled, a blocked loop).
+    try:
+        serve_http(
+            mcp,
+            options,
+            health={"server": "kda-mcp", "version": version()},
+            log_level=args.log_level.lower(),
+            on_signal=lambda sig: stopper.stop(sig, grace_s=STOP_DEADLINE_S - JOB_CLOSE_BUDGET_S),
+        )
+    finally:
+        stopper.finish()
     return 0
+
+
+STOP_DEADLINE_S = 4.5  # stop signal to exit, at most (the promise is 5 s)
+JOB_CLOSE_BUDGET_S = 1.5  # of which closing the jobs (cancel, kill their children, record) may take
+
+
+class Stopper:
+    """Ends the process within STOP_DEADLINE_S of a stop signal, with this server's unfinished jobs
+    recorded as interrupted.
+
+    stop(sig, grace_s), called from the signal handler, starts a watchdog thread. The main thread
+    normally gets there first: the transport stops, then finish() closes the jobs and exits. If it
+    does not within grace_s (a call that cannot be cancelled holds a worker thread, or blocks the
+    event loop), the watchdog closes the jobs itself, bounded by JOB_CLOSE_BUDGET_S, and exits.
+    After a signal the exit skips the interpreter's teardown (seconds, with torch and the wiki index
+    loaded, and it would wait on worker threads stuck in such calls); atexit handlers still run on
+    the main thread's way out.
+    """
+
+    def __init__(self, app: object) -> None:
+        self.app = app
+        self.signal: int | None = None
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._watchdog: threading.Thread | None = None
+
+    def stop(self, sig: int, *, grace_s: float) -> None:
+        if self._watchdog is not None:
+            return
+        self.signal = sig
+        log.warning("signal %d: stopping (within %.1f s)", sig, grace_s + JOB_CLOSE_BUDGET_S)
+        self._watchdog = threading.Thread(target=self._deadline, args=(grace_s,), name="kda-stop", daemon=True)
+        self._watchdog.start()
+
+    def finish(self) -> None:
+        """The main thread's way out: close the jobs; after a stop signal, exit now."""
+        self.close_jobs()
+        if self.signal is not None:
+            atexit._run_exitfuncs()
+            _exit_now(0)
+
+    def _deadline(self, grace_s: float) -> None:
+        time.sleep(grace_s)
+        if grace_s > 0:
+            log.warning("still running %.1f s after the stop signal (a call that cannot be cancelled); exiting now", grace_s)
+        closer = threading.Thread(target=self.close_jobs, name="kda-stop-jobs", daemon=True)
+        closer.start()
+        closer.join(JOB_CLOSE_BUDGET_S)
+        if not self._closed.is_set():
+            log.error("jobs did not close within %.1f s; exiting anyway (the next start marks them interrupted)", JOB_CLOSE_BUDGET_S)
+        _exit_now(0 if self._closed.is_set() else 128 + (self.signal or signal.SIGTERM))
+
+    def close_jobs(self) -> None:
+        """Cancel this server's running jobs (killing their processes) and record them as interrupted.
+        Only if the runner was ever created: a server that ran no job has nothing to close."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            try:
+                if "jobs" in self.app.__dict__:
+                    _close_runner(self.app.jobs)  # type: ignore[attr-defined]
+            except Exception:
+                log.exception("closing the job runner failed")
+            finally:
+                self._closed.set()
+
+
+def _exit_now(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed pipe: nothing left to tell
+            pass
+    os._exit(code)
+
+
+def _close_runner(runner: object) -> None:
+    # JobRunner.close() cancels the jobs, but a job cancelled by the loop's shutdown never writes its
+    # final status, so the ones this runner had not finished are recorded here.
+    # TODO(tools/jobs.py): move this into JobRunner.close().
+    from kda_mcp.tools.store import now
+
+    unfinished = [job_id for job_id, done in list(getattr(runner, "_done", {}).items()) if not done.is_set()]
+    runner.close()  # type: ignore[attr-defined]
+    if unfinished:
+        marks = ",".join("?" * len(unfinished))
+        runner.store.execute(  # type: ignore[attr-defined]
+            f"UPDATE jobs SET status = 'interrupted', finished = ?, error = ? WHERE status IN ('queued', 'running') AND id IN ({marks})",
+            (now(), "The server was stopped (signal) while this job ran; submit it again.", *unfinished),
+        )
+        log.warning("marked %d unfinished job(s) interrupted: %s", len(unfinished), ", ".join(unfinished))
 
 
 def _warm_wiki(app: object) -> None:
@@ -93,9 +254,17 @@ def _warm_wiki(app: object) -> None:
 def _doctor(args: argparse.Namespace) -> int:
     from kda_mcp.tools.app import KdaApp
 
-    app = KdaApp(_settings(args))
+    settings = _settings(args)
+    app = KdaApp(settings)
     caps = app.capabilities()
     report = caps.model_dump(mode="json", exclude_none=True)
+    report["settings"] = {  # what the data options resolved to, for a server started with the same ones
+        "workspaces": [str(p) for p in settings.workspaces],
+        "state_dir": str(settings.state_dir),
+        "cache_dir": str(settings.cache_dir),
+        "sandbox": settings.sandbox,
+        "sandbox_user": settings.sandbox_user,
+    }
     try:
         dataset = app.dataset()
         report["dataset_definitions"] = len(dataset.names())

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import anyio
 import httpx2
@@ -56,6 +57,52 @@ def test_mcp_needs_the_token(http_client):
     ok = http_client.post("/mcp", json=INIT, headers={**MCP_HEADERS, "Authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 200, ok.text
     assert "kda-mcp" in ok.text
+
+
+def test_scheme_is_case_insensitive_and_401s_say_what_to_do(http_client):
+    lower = http_client.post("/mcp", json=INIT, headers={**MCP_HEADERS, "Authorization": f"bearer {TOKEN}"})
+    assert lower.status_code == 200, lower.text
+    missing = http_client.post("/mcp", json=INIT, headers=MCP_HEADERS)
+    assert missing.headers["www-authenticate"] == 'Bearer realm="kda-mcp"'
+    wrong = http_client.post("/mcp", json=INIT, headers={**MCP_HEADERS, "Authorization": "BEARER nope"})
+    assert wrong.headers["www-authenticate"].startswith('Bearer realm="kda-mcp", error="invalid_token", error_description="wrong')
+    for response in (missing, wrong):
+        assert "Authorization: Bearer <token>" in response.json()["error_description"]
+    assert http_client.get("/mcp", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 405
+
+
+def test_cli_data_options_reach_the_settings(tmp_path, isolated_dirs):
+    from kda_mcp.server.cli import _parser, _settings
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    args = _parser().parse_args(
+        ["serve", "--http", "--state-dir", str(isolated_dirs["state"]), "--workspace", str(a), "--workspace", str(b),
+         "--sandbox", "none", "--sandbox-user", "kda-test"]
+    )  # fmt: skip
+    settings = _settings(args)
+    assert settings.workspaces == (a.resolve(), b.resolve())
+    assert (settings.sandbox, settings.sandbox_user) == ("none", "kda-test")
+    # no --workspace: an HTTP server gets a folder under its state dir, a stdio one the folder it started in
+    shared = _settings(_parser().parse_args(["serve", "--http", "--state-dir", str(isolated_dirs["state"])]))
+    assert shared.workspaces == ((isolated_dirs["state"] / "workspace").resolve(),)
+    local = _settings(_parser().parse_args(["serve", "--state-dir", str(isolated_dirs["state"])]))
+    cwd = Path.cwd().resolve()
+    assert local.workspaces == ((isolated_dirs["state"] / "workspace").resolve() if cwd == Path(cwd.anchor) else cwd,)
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["serve", "--sandbox", "chroot"])
+
+
+def test_cli_doctor_takes_the_data_options(tmp_path, isolated_dirs, capsys):
+    from kda_mcp.server.cli import main
+
+    code = main(
+        ["doctor", "--json", "--http", "--state-dir", str(isolated_dirs["state"]), "--cache-dir", str(isolated_dirs["cache"]),
+         "--workspace", str(tmp_path), "--sandbox", "none", "--sandbox-user", "kda-test"]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["settings"]["workspaces"] == [str(tmp_path.resolve())]
+    assert report["settings"]["sandbox"] == "none" and report["settings"]["sandbox_user"] == "kda-test"
 
 
 def test_dns_rebinding_and_body_limit(http_client):
