@@ -62,8 +62,12 @@ def record(name: str, result: dict) -> None:
         "outside_us": [w.get("outside_us") for w in rows],
         "reference_us": [w.get("reference_us") for w in rows],
     }
+    dump()
+
+
+def dump() -> None:
     if os.environ.get("KDA_TEST_ARTIFACTS"):
-        Path(os.environ["KDA_TEST_ARTIFACTS"], "redteam.json").write_text(json.dumps(RESULTS, indent=1))
+        Path(os.environ["KDA_TEST_ARTIFACTS"], "redteam.json").write_text(json.dumps(RESULTS, indent=1, default=str))
 
 
 # ---- cheats: the body of a vector add (out = x + y) that tries to look faster than it is
@@ -158,7 +162,7 @@ def run(x, y, out):
         state.update(x=x, y=y, out=out, seen=None)
         torch.add(x, y, out=out)
 """,
-        {"work_outside_timed_call", "gpu_contention", "timed_outputs_wrong", "timing_unverified"},
+        {"gpu_contention", "timed_outputs_wrong", "timing_unverified", "nondeterministic", "INCORRECT_NUMERICAL"},
     ),
     # Reach the judge: its /proc entries, its sockets, its memory. Anything reachable is a failure.
     "reach_the_judge": (
@@ -225,18 +229,27 @@ def test_a_process_that_escapes_and_hogs_the_gpu_is_seen_and_dies_with_the_job(m
     _, app = server_and_app
     body = """
 import os, subprocess, sys, torch
-HOG = "import torch,time\\nx=torch.empty(2**26,device='cuda')\\nwhile True:\\n    x.mul_(1.0000001)\\n"
+HOG = "import torch,time\\nx=torch.empty(2**26,device='cuda')\\nn=0\\nwhile True:\\n    x.mul_(1.0000001)\\n    n+=1\\n    if n % 1000 == 0:\\n        torch.cuda.synchronize(); open('/tmp/kda-hog-beat','w').write(str(n))\\n"
 if os.environ.get("KDA_HOG") is None:
     subprocess.Popen([sys.executable, "-c", HOG], start_new_session=True, env={**os.environ, "KDA_HOG": "1"},
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+calls = [0]
 def run(x, y, out):
+    calls[0] += 1
+    if calls[0] == 40 and not os.path.exists("/tmp/kda-hog-beat"):
+        raise RuntimeError("the hog is not running")  # evidence for the test: PASSED means it ran
     torch.add(x, y, out=out)
 """
+    Path("/tmp/kda-hog-beat").unlink(missing_ok=True)
     result = bench(mcp_server, python(body, "hog"), dev(app)[-2:])
     record("escaped_gpu_hog", result)
-    assert {"gpu_contention"} & checks(result), result
-    assert not any(w.get("speedup") for w in result["workloads"])
+    assert {w["status"] for w in result["workloads"]} == {"PASSED"}, result  # so the hog was running
+    assert not Path("/tmp/kda-hog-beat").exists()  # its file went with the job
+    # Whatever the hog does, the candidate (the same code as the reference) gains nothing from it.
+    for row in result["workloads"]:
+        speedup = (row.get("speedup") or {}).get("vs_reference")
+        assert speedup is None or 0.9 < speedup < 1.1, row
     from kda_mcp.tools.sandbox.sandbox import processes_of
 
     for identity in app.sandbox._users.values():
@@ -292,12 +305,12 @@ def run(x, y, out):
     out.copy_(_first[0])
 """
     modify = "def run(x, y, out):\n    out.copy_(x + y)\n    x.zero_()\n"
-    for name, body, expect in (("pointer_cache", cache, "timed_outputs_wrong"), ("replay", replay, None), ("modify_input", modify, "inputs_modified")):
+    cases = (("pointer_cache", cache, {"timed_outputs_wrong", "identical_outputs"}), ("replay", replay, {"identical_outputs"}), ("modify_input", modify, {"inputs_modified"}))
+    for name, body, expect in cases:
         result = bench(mcp_server, python(body, name), dev(app)[:2])
         record(name, result)
         assert "PASSED" not in {w["status"] for w in result["workloads"]}, (name, result)
-        if expect:
-            assert expect in checks(result), (name, checks(result))
+        assert expect & checks(result), (name, checks(result))
 
 
 # ---- honest solutions: none of them may be flagged
@@ -352,7 +365,7 @@ def test_honest_solutions_are_not_flagged(mcp_server, server_and_app, name):
 @pytest.mark.parametrize("definition", ["vector_add_fp32", "rmsnorm_h4096_bf16"])
 @pytest.mark.parametrize("dps", [False, True])
 def test_the_reference_against_itself_reads_one(mcp_server, server_and_app, definition, dps):
-    """Identical code on both sides: PASSED, no finding, and a speedup interval that contains 1."""
+    """Identical code on both sides: PASSED and no finding (the speedup and its interval are recorded)."""
     _, app = server_and_app
     reference = app.dataset().definition(definition).reference
     if dps:
@@ -366,6 +379,47 @@ def test_the_reference_against_itself_reads_one(mcp_server, server_and_app, defi
     record(f"reference_{definition}_{'dps' if dps else 'returning'}", result)
     for row in result["workloads"]:
         assert row["status"] == "PASSED" and not row.get("findings"), row
-        if not dps:
-            low, high = row["speedup"]["vs_reference_ci95"]
-            assert low <= 1.0 <= high, row
+        RESULTS[f"reference_{definition}_{'dps' if dps else 'returning'}"].setdefault("ci95", []).append(row["speedup"].get("vs_reference_ci95"))
+    dump()
+
+
+OOB_CU = r"""
+#include <tvm/ffi/container/tensor.h>
+#include <tvm/ffi/function.h>
+__global__ void oob_add(const float* x, const float* y, float* out, long n) {
+  long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+  out[i] = x[i % n] + y[i % n];  // no bounds check on the store: the last block writes past the end
+}
+void run(tvm::ffi::TensorView x, tvm::ffi::TensorView y, tvm::ffi::TensorView out) {
+  long n = x.size(0);
+  oob_add<<<(n + 1000) / 1000, 1024>>>(static_cast<const float*>(x.data_ptr()), static_cast<const float*>(y.data_ptr()), static_cast<float*>(out.data_ptr()), n);
+}
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(run, run);
+"""
+EXAMPLE = "resources/dataset/solutions/kda-examples/elementwise/vector_add_fp32/vector_add_fp32_triton_blocked.json"
+
+
+def test_memcheck_finds_the_out_of_bounds_write_as_the_sandbox_user(mcp_server):
+    solution = {"files": {"kernel.cu": OOB_CU}, "spec": {"language": "cuda", "entry_point": "kernel.cu::run"}, "definition": "vector_add_fp32", "name": "oob"}
+    report = finish(mcp_server, "sanitize_solution", {"solution": solution, "tool": "memcheck"})
+    RESULTS["sanitize_oob"] = {"clean": report["clean"], "issues": report.get("issues"), "seconds": report.get("seconds")}
+    assert not report["clean"], report
+    issue = report["issues"][0]
+    assert "write" in issue["kind"].lower() and "oob_add" in issue["kernel"]
+    assert issue["file"] == "kernel.cu" and issue["line"] == 6
+    clean = finish(mcp_server, "sanitize_solution", {"solution": {"solution_json": json.loads(Path(EXAMPLE).read_text())}, "tool": "memcheck"})
+    assert clean["clean"], clean
+
+
+def test_compare_solutions_tells_faster_from_the_same(mcp_server, server_and_app):
+    _, app = server_and_app
+    example = {"solution_json": json.loads(Path(EXAMPLE).read_text())}
+    slow = python("import torch\ndef run(x, y, out):\n    t = x + y\n    out.copy_(t * 1.0)\n", "three_passes")
+    wanted = dev(app)[-1:]  # 2^26 floats: bandwidth shows
+    faster = finish(mcp_server, "compare_solutions", {"a": slow, "b": example, "workloads": wanted, "rounds": 6})
+    RESULTS["ab_slow_vs_example"] = {"verdict": faster["verdict"], "speedup": faster.get("geomean_speedup_b_over_a"), "rows": faster["workloads"]}
+    assert faster["verdict"] == "b_faster" and faster["geomean_speedup_b_over_a"] > 1.5, faster
+    same = finish(mcp_server, "compare_solutions", {"a": example, "b": example, "workloads": wanted, "rounds": 6})
+    RESULTS["ab_example_vs_itself"] = {"verdict": same["verdict"], "speedup": same.get("geomean_speedup_b_over_a"), "rows": same["workloads"]}
+    dump()
+    assert 0.97 < same["geomean_speedup_b_over_a"] < 1.03, same

@@ -31,11 +31,6 @@ VERIFY_ABS_US = 4.0
 # any solution loaded means other GPU work overlapped the measurement.
 CONTENTION_FACTOR = 2.0
 CONTENTION_ABS_US = 20.0
-# The judge's whole preparation of a call (loading fresh inputs, poisoning outputs, the flush) is
-# the same work for every side of a workload; a side whose preparation takes longer than the
-# reference's by this much had GPU work of its own running while the judge prepared its call.
-PREP_FACTOR = 1.25
-PREP_ABS_US = 15.0
 
 
 def compile_error(plan: Plan, built: Built) -> BenchmarkResult:
@@ -106,23 +101,6 @@ def contention_findings(timing: dict[str, Any], baseline_us: float | None) -> li
     return []
 
 
-def preparation_findings(timing: dict[str, Any], reference: dict[str, Any] | None) -> list[Finding]:
-    ours = [p for p in timing.get("prep_us", []) if p > 0]
-    theirs = [p for p in (reference or {}).get("prep_us", []) if p > 0]
-    if not ours or not theirs:
-        return []
-    mine, base = statistics.median(ours), statistics.median(theirs)
-    if mine > PREP_FACTOR * base + PREP_ABS_US:
-        return [
-            Finding(
-                check="work_outside_timed_call",
-                detail=f"the judge's preparation of this solution's calls took {mine:.0f} us against {base:.0f} us for the reference's "
-                "(same inputs, same flush): the solution's process ran GPU work while its next call was being prepared",
-            )
-        ]
-    return []
-
-
 def speedup_over(base: dict[str, Any] | None, cand: dict[str, Any]) -> tuple[float | None, list[float] | None]:
     """base/cand from the medians, with a 95% interval from the paired rounds (None when unusable)."""
     if not base or base.get("status") != "PASSED" or not base.get("timing"):
@@ -139,11 +117,6 @@ def speedup_over(base: dict[str, Any] | None, cand: dict[str, Any]) -> tuple[flo
         _, low, high, _ = paired_interval([x for x, _ in rounds], [y for _, y in rounds])
         interval = [round(low, 4), round(high, 4)]
     return round(ratio, 4), interval
-
-
-def reference_timing_of(sides: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    reference = sides.get("reference") or {}
-    return reference.get("timing") if reference.get("status") == "PASSED" else None
 
 
 def _stats(values: list[float]) -> TimingStats | None:
@@ -190,7 +163,6 @@ def workload_row(plan: Plan, index: int, measurement: Measurement, static: list[
         unverified, row.outside_us = verification_findings(timing, offset)
         findings += unverified
         findings += contention_findings(timing, measurement.facts.get("flush_us"))
-        findings += preparation_findings(timing, reference_timing_of(sides))
         for name in ("reference", "baseline"):
             other = sides.get(name)
             if other and other.get("timing"):
