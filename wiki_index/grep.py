@@ -35,7 +35,10 @@ MAX_PATTERN_CHARS = 300
 MAX_LINE_CHARS = 300
 MIN_LITERAL_CHARS = 3
 TIME_BUDGET_S = 3.0  # one grep call, all pages together
-PER_SEARCH_S = 1.0  # one line; a sane pattern takes microseconds
+# One line; a sane pattern takes microseconds. `regex` counts its timeout in the process's CPU time,
+# so concurrent searches end sooner in wall time (two at once: 0.5 s each), never later unless other
+# processes starve this one of CPU; the GIL is released meanwhile either way.
+PER_SEARCH_S = 1.0
 
 _REPEATS = {sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT}
 if hasattr(sre_constants, "POSSESSIVE_REPEAT"):
