@@ -70,7 +70,7 @@ def test_catastrophic_pattern_on_the_bundled_pages_answers_quickly(tmp_path: Pat
             assert result.pages_scanned > 0
         elapsed = time.monotonic() - start
     assert elapsed < TIME_BUDGET_S + 0.5
-    assert longest_gap() < 0.25, "another thread was kept from running Python code"
+    assert longest_gap() < 0.5, "another thread was kept from running Python code"
 
 
 def test_catastrophic_line_times_out_with_a_clear_error_and_releases_the_gil(tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def test_catastrophic_line_times_out_with_a_clear_error_and_releases_the_gil(tmp
     assert "1 matching line(s) were found before it (w/fast.md:3)" in message  # what it found, kept
     assert isinstance(caught.value, InvalidArgumentError)
     assert PER_SEARCH_S * 0.8 < elapsed < PER_SEARCH_S + 1.5
-    assert longest_gap() < 0.25, "the regex held the GIL"
+    assert longest_gap() < 0.5, "the regex held the GIL"
     # A sane pattern on the same page still works.
     assert [m.line_no for m in wiki.grep(r"shared_mem\[").matches] == [5]
 
