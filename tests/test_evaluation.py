@@ -20,7 +20,8 @@ from kda_mcp.tools.dataset import Dataset
 from kda_mcp.tools.evaluation.models import BenchmarkConfig
 from kda_mcp.tools.evaluation.pool import Commands
 from kda_mcp.tools.evaluation.report import VERIFY_ABS_US, assemble, handshake_offset, speedup_over, verification_findings
-from kda_mcp.tools.evaluation.runner import Built, Evaluator, Plan, SidePlan, reference_solution
+from kda_mcp.tools.evaluation.runner import Evaluator, Plan, SidePlan, reference_solution
+from kda_mcp.tools.harness.staging import Built
 from kda_mcp.tools.gpus import GpuPool
 from kda_mcp.tools.sandbox.sandbox import Sandbox, processes_of
 from kda_mcp.resources import sample_dataset_path

@@ -74,7 +74,7 @@ def profile(mcp_server, solution: dict, fixture: str, **args) -> dict:
 def test_memory_bound_vector_add(mcp_server):
     summary = profile(mcp_server, example("elementwise/vector_add_fp32/vector_add_fp32_triton_blocked.json"), "memory_bound", set="quick")
     [kernel] = summary["kernels"]
-    assert 200 < kernel["duration_us"] < 400  # 805 MB at about 3 TB/s
+    assert 100 < kernel["duration_us"] < 400  # 805 MB at 3 TB/s (H100) to 4.3 TB/s (H200)
     assert kernel["bottleneck"]["label"] == "memory-bound", kernel["bottleneck"]
     assert kernel["dram_throughput_pct"] > 70
     assert kernel["bottleneck"]["wiki"][0]["id"] == "pattern-memory-bound"

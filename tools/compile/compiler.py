@@ -26,6 +26,7 @@ from flashinfer_bench.data import Definition, Solution, Workload
 
 from kda_mcp.tools.compile.cache import BuildCache, build_key, file_digest
 from kda_mcp.tools.compile.diagnostics import parse_diagnostics
+from kda_mcp.tools.compile.flags import check_flags, check_includes
 from kda_mcp.tools.compile.models import Diagnostic, KernelResources
 from kda_mcp.tools.compile.ptxas import parse_ptxas_info
 from kda_mcp.tools.compile.result import CompileResult
@@ -43,27 +44,8 @@ from kda_mcp.tools.sandbox.specs import CudaBuildSpec, JitBuildSpec
 from kda_mcp.tools.solution import check_signature
 
 MAX_DIAGNOSTICS = 20
-LOG_TAIL_CHARS = 20_000
-# Flags that would break the harness or the report if an agent passed them.
-_FORBIDDEN_FLAGS = re.compile(r"^(-o|--output-file|-c|--compile|-E|--preprocess|-M.*|--run|-run|-shared|--shared)$")
-_FLAG_OK = re.compile(r"^-[-A-Za-z0-9_=.,:+/]+$")
 MAX_LIBRARY_BYTES = 512 * 2**20
-
-
-def check_flags(flags: list[str]) -> list[str]:
-    """Extra nvcc flags: each one a single option token; nothing that changes outputs or runs code."""
-    if len(flags) > 32:
-        raise InvalidArgumentError("At most 32 extra nvcc flags are accepted.")
-    for flag in flags:
-        if not _FLAG_OK.match(flag) or len(flag) > 200:
-            raise InvalidArgumentError(
-                f"Extra flag {flag!r} is not a single nvcc option (like -maxrregcount=128, --use_fast_math, -DBLOCK=128)."
-            )
-        if _FORBIDDEN_FLAGS.match(flag.split("=")[0]):
-            raise InvalidArgumentError(f"Extra flag {flag!r} would change what kda-mcp builds; drop it.")
-    return flags
-
-
+LOG_TAIL_CHARS = 20_000
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)
@@ -157,6 +139,8 @@ class Compiler:
         include_log: bool = False,
     ) -> CompileResult:
         extra_flags = check_flags(extra_flags)
+        if solution.spec.language.value in ("cuda", "cpp"):
+            check_includes({source.path: source.content for source in solution.sources})
         key = self.key_for(solution, target, extra_flags)
         syntax = _python_syntax_errors(solution)
         if syntax:  # a compile failure, reported like any other (and never cached)

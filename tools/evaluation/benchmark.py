@@ -13,7 +13,8 @@ from kda_mcp.tools.errors import InvalidArgumentError, not_found
 from kda_mcp.tools.evaluation.models import BenchmarkConfig, BenchmarkResult
 from kda_mcp.tools.evaluation.policy import Policy
 from kda_mcp.tools.evaluation.report import assemble, compile_error
-from kda_mcp.tools.evaluation.runner import Built, Plan, SidePlan, reference_solution
+from kda_mcp.tools.evaluation.runner import Plan, SidePlan, reference_solution
+from kda_mcp.tools.harness.staging import Built
 from kda_mcp.tools.jobs import JobContext
 from kda_mcp.tools.solution import SolutionInput, check_signature, resolve_input
 from kda_mcp.tools.traces import write_traces

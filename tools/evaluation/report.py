@@ -19,7 +19,8 @@ from kda_mcp.tools.evaluation.models import (
     WorkloadResult,
 )
 from kda_mcp.tools.evaluation.policy import kernel_findings, runtime_findings, static_findings
-from kda_mcp.tools.evaluation.runner import Built, Measurement, Plan
+from kda_mcp.tools.evaluation.runner import Measurement, Plan
+from kda_mcp.tools.harness.staging import Built
 from kda_mcp.tools.evaluation.stats import geomean, summarize
 from kda_mcp.tools.ledger import solution_hash
 

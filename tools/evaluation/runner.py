@@ -29,7 +29,7 @@ from kda_mcp.tools.evaluation.policy import Policy
 from kda_mcp.tools.evaluation.pool import Child, Commands, Pool
 from kda_mcp.tools.evaluation.wire import WireClosed, WireError
 from kda_mcp.tools.gpus import GpuPool, Lease
-from kda_mcp.tools.harness.staging import stage_solution
+from kda_mcp.tools.harness.staging import Built, stage_solution
 from kda_mcp.tools.models import Tolerance
 from kda_mcp.tools.sandbox.sandbox import Room, Sandbox, kill_user, processes_of, terminate_group
 from kda_mcp.tools.sandbox.specs import ExecutorSpec, JudgeSpec
@@ -54,16 +54,6 @@ class Plan:
     mutable_inputs: list[str] = field(default_factory=list)
     floor_check: bool = True
     policy: Policy = field(default_factory=Policy)
-
-
-@dataclass
-class Built:
-    """A solution ready for an executor: its sources and, for CUDA/C++, the built library."""
-
-    solution: Solution
-    library: Path | None = None
-    error: str | None = None
-    compile_report: dict[str, Any] | None = None
 
 
 @dataclass
@@ -296,7 +286,7 @@ class Evaluator:
             executor.wire.close()
         reply = await _recv(judge, READY_TIMEOUT_S + 30)
         if reply is None:
-            return {"ok": False, "status": "RUNTIME_ERROR", "error": f"the judge {judge.exit_description}"}
+            return {"ok": False, "status": "RUNTIME_ERROR", "error": f"the judge {judge.exit_description}", "log": judge.tail(10)}
         if not reply.get("ok"):
             reply = {**reply, "log": "\n".join(x for x in (reply.get("log"), executor.tail()) if x)[-3000:]}
         return reply
@@ -322,11 +312,14 @@ class Evaluator:
 
 
 async def _recv(child: Child, timeout: float) -> dict[str, Any] | None:
-    """The child's next message, or None if it died, hung past `timeout` or sent garbage."""
+    """The child's next message, or None if it died, hung past `timeout` or sent garbage (the
+    reason goes to the child's log, which failures quote)."""
     try:
         message, _ = await anyio.to_thread.run_sync(child.wire.recv, timeout, abandon_on_cancel=True)
         return message
-    except (TimeoutError, WireClosed, WireError, OSError):
+    except (TimeoutError, WireClosed, WireError, OSError) as exc:
+        child.log.append(f"[kda-mcp] no reply from the {child.kind}: {type(exc).__name__}: {exc}")
+        log.warning("no reply from the %s (pid %s): %r", child.kind, child.proc.pid, exc)
         return None
 
 

@@ -3,11 +3,23 @@ into the child's room by the trusted side before any of the solution's code runs
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flashinfer_bench.data import Solution
 
 from kda_mcp.tools.sandbox.files import write_into
+
+
+@dataclass
+class Built:
+    """A solution ready for a child: its sources and, for CUDA/C++, the library the build left."""
+
+    solution: Solution
+    library: Path | None = None
+    error: str | None = None
+    compile_report: dict[str, Any] | None = None
 
 
 def stage_solution(room: Path, solution: Solution, library: Path | None) -> tuple[Path, Path | None]:

@@ -13,9 +13,8 @@ from flashinfer_bench.data import Definition, Solution, Workload
 
 from kda_mcp.tools.capabilities import CounterAccess, find_cuda_tool
 from kda_mcp.tools.errors import InvalidArgumentError, KdaError, UnavailableError
-from kda_mcp.tools.evaluation.runner import Built
 from kda_mcp.tools.gpus import Lease
-from kda_mcp.tools.harness.staging import stage_solution
+from kda_mcp.tools.harness.staging import Built, stage_solution
 from kda_mcp.tools.procs import run_process
 from kda_mcp.tools.sandbox.files import copy_out, write_into
 from kda_mcp.tools.sandbox.launch import child_env, prepare_room_dirs

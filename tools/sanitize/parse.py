@@ -19,8 +19,8 @@ from flashinfer_bench.data import Definition, Solution, Workload
 
 from kda_mcp.tools.capabilities import find_cuda_tool
 from kda_mcp.tools.errors import KdaError, UnavailableError
-from kda_mcp.tools.evaluation.runner import Built
 from kda_mcp.tools.gpus import Lease
+from kda_mcp.tools.harness.staging import Built
 from kda_mcp.tools.models import Result
 from kda_mcp.tools.procs import run_process
 from kda_mcp.tools.profile.capture import stage_call
