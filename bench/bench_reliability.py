@@ -113,7 +113,8 @@ def bench_fuzz(base: Path) -> dict[str, Any]:
         (base / name).mkdir(parents=True, exist_ok=True)
     settings = Settings.resolve(dataset=None, wiki_paths=[], state_dir=base / "state", cache_dir=base / "cache",
                                 workspaces=[str(base / "workspace")])
-    server, _ = create_app(settings)
+    server, app = create_app(settings)
+    fuzz.without_gpus(app)
     outside = Path(str(base) + "-outside")
     try:
         report = fuzz.run_fuzz(server, fuzz.Terrain(workspace=base / "workspace", outside=outside))

@@ -375,6 +375,13 @@ def _digest(path: Path) -> str | None:
         return None
 
 
+def without_gpus(app: Any) -> None:
+    """GPU tools answer "needs a GPU" on every machine, so the fuzz is fast and queues no GPU work."""
+    from kda_mcp.tools.gpus import GpuPool
+
+    app.__dict__["gpus"] = GpuPool([], machine_wide=False)  # KdaApp.gpus is a cached_property
+
+
 def run_fuzz(server: Any, terrain: Terrain, **kwargs: Any) -> FuzzReport:
     terrain.prepare()
     return anyio.run(Fuzzer(terrain, **kwargs).run, server)
@@ -393,7 +400,8 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory):
         (base / name).mkdir()
     settings = Settings.resolve(dataset=None, wiki_paths=[], state_dir=base / "state", cache_dir=base / "cache",
                                 workspaces=[str(base / "workspace")])
-    server, _ = create_app(settings)
+    server, app = create_app(settings)
+    without_gpus(app)
     return server, base
 
 
