@@ -24,14 +24,17 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         name="run_benchmark",
         annotations=annotations("Benchmark a solution", read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False),
         description=(
-            "Check correctness and time a solution on real workloads, on a GPU leased exclusively. Correctness: "
-            "fresh random inputs per trial, |out-ref| <= atol + rtol*|ref| with the definition's tolerance, exact "
-            "shape/dtype, inputs must stay unchanged. Timing: CUPTI GPU time over all streams, cold L2, rotating input "
-            "sets refilled with fresh data before each call (outputs of timed calls are re-checked); median with "
-            "p10/p90. Reports per-workload status, errors, latency, reference and baseline latency, speedups, "
-            "host-inclusive call latency, and aggregates; records an attempt in the ledger (pass parent_attempt to "
-            "keep lineage). workloads: 'dev' (default, spans the shapes), 'all', or uuids. Waits up to wait_seconds, "
-            "then returns a job_id for get_job. " + SOLUTION_HELP
+            "Check correctness and time a solution on real workloads, on a GPU leased exclusively. The solution runs "
+            "sandboxed; a trusted judge owns inputs, outputs and the clock. Correctness: fresh random inputs per "
+            "trial, |out-ref| <= atol + rtol*|ref| with the definition's tolerance, exact shape/dtype, inputs must "
+            "stay unchanged; timed calls drawn at random are re-checked. Timing: GPU time per call over all streams "
+            "(first kernel start to last kernel end), cold L2, fresh inputs every call, the candidate, the "
+            "definition's reference and the baseline interleaved in rounds; every time is verified against the "
+            "judge's own clock. Reports per workload: status, latency (median, p10/p90), the judge's outside figure, "
+            "busy time, kernel count, launch time and launch_bound, reference and baseline latency, speedups with "
+            "95% intervals, integrity findings (a finding withholds the speedup); records an attempt (pass "
+            "parent_attempt to keep lineage). workloads: 'dev' (default, spans the shapes), 'all', or uuids. Waits up "
+            "to wait_seconds, then returns a job_id for get_job. " + SOLUTION_HELP
         ),
     )
     @domain_errors

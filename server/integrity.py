@@ -45,12 +45,13 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         name="compare_solutions",
         annotations=annotations("A/B two solutions", read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False),
         description=(
-            "Decide whether B is really faster than A: both are loaded at once on one leased GPU and timed in "
-            "interleaved rounds (A B B A ...), each round a cold-L2 timed batch whose median is one sample; both "
-            "sides' outputs are checked like run_benchmark's. Per workload: medians, the speedup of B over A with a 95% "
-            "interval from the paired rounds, the noise, and a verdict (b_faster, b_slower, "
-            "no_significant_difference). Use it when run_benchmark shows a small difference; give a = "
-            "{attempt: '<parent id>'} to compare against a parent attempt. " + SOLUTION_HELP
+            "Decide whether B is really faster than A: both are loaded at once on one leased GPU, each sandboxed, "
+            "and timed in rounds whose order is shuffled (one timed batch per side per round; a round's median is one "
+            "sample); both sides' outputs and times are checked like run_benchmark's. Per workload: medians, the "
+            "speedup of B over A with a 95% interval from the paired rounds, the noise, a verdict (b_faster or "
+            "b_slower when the interval excludes 1, else no_significant_difference) and whether the difference is "
+            "meaningful (the interval clears 1% either way). Use it when run_benchmark shows a small difference; "
+            "give a = {attempt: '<parent id>'} to compare against a parent attempt. " + SOLUTION_HELP
         ),
     )
     @domain_errors

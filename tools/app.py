@@ -63,7 +63,8 @@ class KdaApp:
         )
 
     def capabilities(self, *, refresh: bool = False) -> Capabilities:
-        return self._capabilities.get(refresh=refresh)
+        found = self._capabilities.get(refresh=refresh)
+        return found.model_copy(update={"isolation": self.sandbox.describe(), "workspaces": [str(p) for p in self.settings.workspaces]})
 
     def target(self, arch: str | None) -> Target:
         """The build target the caller named, else this machine's first GPU's (sm_90a without one)."""

@@ -64,6 +64,8 @@ class Capabilities(Result):
     dataset_embedded: bool
     wiki_roots: list[str]
     executor: str
+    isolation: dict[str, str] | None = Field(default=None, description="How untrusted code (solutions, builds, profiles) is kept from the server and the judge.")
+    workspaces: list[str] | None = Field(default=None, description="Folders pack_solution, unpack_solution and solution paths may use.")
     probed_at: str
 
 

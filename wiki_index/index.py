@@ -24,7 +24,8 @@ from whoosh.searching import Searcher
 from whoosh.scoring import BM25F
 
 from kda_mcp.tools.errors import InvalidArgumentError, not_found
-from kda_mcp.wiki_index import cache, store
+import kda_mcp.wiki_index.cache as cache
+import kda_mcp.wiki_index.store as store
 from kda_mcp.wiki_index.grep import compile_pattern, scan
 from kda_mcp.wiki_index.models import (
     WikiCount,
