@@ -176,3 +176,48 @@ def test_identical_code_reads_an_interval_containing_one():
     assert ratio == pytest.approx(1 / 1.002, rel=1e-3) and interval[0] <= 1.0 <= interval[1] or interval[1] < 1.0
     ratio, interval = speedup_over(same, same)
     assert ratio == 1.0 and interval[0] <= 1.0 <= interval[1]
+
+
+# ---- the judge's inputs (CPU: the same code the judge runs on the GPU)
+
+
+def test_scalars_are_fixed_per_workload_and_the_reference_sees_them():
+    """A random scalar input (the gdn bug class): every call and the reference get the same value."""
+    import torch
+    from flashinfer_bench.data import Definition, Workload
+
+    from kda_mcp.tools.evaluation.workload_inputs import InputMaker
+
+    definition = Definition.model_validate(
+        {
+            "name": "scaled_add",
+            "op_type": "elementwise",
+            "axes": {"n": {"type": "var"}},
+            "inputs": {"x": {"shape": ["n"], "dtype": "float32"}, "alpha": {"shape": None, "dtype": "float32"}},
+            "outputs": {"out": {"shape": ["n"], "dtype": "float32"}},
+            "reference": "def run(x, alpha):\n    return x * alpha\n",
+        }
+    )
+    workload = Workload.model_validate({"axes": {"n": 1000}, "inputs": {"x": {"type": "random"}, "alpha": {"type": "random"}}, "uuid": "w"})
+
+    class FakeJudge:
+        device = torch.device("cpu")
+        dataset_root = Path(".")
+
+        def __init__(self) -> None:
+            self.definition = definition
+            namespace: dict = {}
+            exec(definition.reference, namespace)
+            self.reference = namespace["run"]
+
+    maker = InputMaker(FakeJudge(), workload)
+    assert set(maker.scalars) == {"alpha"}
+    a, b = maker.make(1), maker.make(2)
+    assert a[1] == b[1] == maker.scalars["alpha"] and not torch.equal(a[0], b[0])
+    assert torch.equal(maker.make(1)[0], a[0])  # a seed gives the same inputs every time
+    [expected] = maker.reference(2)
+    assert torch.allclose(expected, b[0] * maker.scalars["alpha"])
+    placed, total = maker.layout(sets=2)
+    offsets = [item["offset"] for entry in placed for role in ("inputs", "outputs") for item in entry[role] if not item.get("scalar")]
+    assert all(o % 256 == 0 for o in offsets) and len(set(offsets)) == len(offsets) == 4 and total >= offsets[-1] + 4000
+    assert placed[0]["inputs"][1] == {"name": "alpha", "scalar": True, "nbytes": 0}
