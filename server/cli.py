@@ -95,10 +95,22 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+def _not_dumpable() -> None:
+    """No process of our own user may read our memory or environment (the token) through /proc,
+    or trace us: children that run a solution, without a sandbox user, included."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+    except (OSError, AttributeError):
+        log.warning("could not make the server non-dumpable; the token is only as safe as this user's other processes")
+
+
 def _serve(args: argparse.Namespace) -> int:
     from kda_mcp.server.app import create_app, version
     from kda_mcp.server.http import HttpOptions, check_bind, ephemeral_token, load_token, serve_http
 
+    _not_dumpable()
     settings = _settings(args)
     mcp, app = create_app(settings)
     app.dataset()  # fail at start, with the file named, rather than on the first call
