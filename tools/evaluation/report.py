@@ -27,7 +27,7 @@ from kda_mcp.tools.ledger import solution_hash
 # A reported time may fall short of the judge's own measurement of the same calls by this much
 # before the result is withheld as timing_unverified (calibrated on honest kernels; see README).
 VERIFY_REL = 0.03
-VERIFY_ABS_US = 4.0
+VERIFY_ABS_US = 3.0
 # The judge's L2 flush before each call is timed too; taking this much longer than it did before
 # any solution loaded means other GPU work overlapped the measurement.
 CONTENTION_FACTOR = 2.0
