@@ -40,10 +40,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import anyio  # noqa: E402
-import httpx2  # noqa: E402
-from mcp import Client  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+import anyio
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 PATHOLOGICAL = r"(.*.*)*=.*shared.*X{5}"
 SLOW_LINE = "int x = shared_mem[threadIdx.x] + shared_other[1]; // the shared memory of the block, XXXX " * 12

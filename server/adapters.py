@@ -129,34 +129,34 @@ def _describe(exc: Exception) -> tuple[str, bool]:
             shown = f" (got {_shown(got, 60)})" if got is not None and not isinstance(got, (dict, list)) else ""
             problems.append(f"{where}: {error.get('msg', 'invalid')}{shown}")
         more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
-        return (
+        message = (
             f"Invalid argument: {'; '.join(problems)}{more}. Fix that field and call again; the tool's input schema "
-            "lists every field with its type and limits.",
-            False,
+            "lists every field with its type and limits."
         )
+        return message, False
     if isinstance(exc, OSError):
         path = getattr(exc, "filename", None)
         where = f" {_shown(path)}" if path is not None else ""
         code = exc.errno
         if code == errno.ENAMETOOLONG:
-            return (
+            message = (
                 f"The path{where} is too long for the file system (at most 255 bytes per name and 4096 per path). "
-                "Pass a shorter path.",
-                False,
+                "Pass a shorter path."
             )
+            return message, False
         if code == errno.EISDIR:
             return f"The path{where} is a folder where a file was expected. Pass the path of a file.", False
         if code == errno.ENOTDIR:
-            return (
-                f"A part of the path{where} is a file where a folder was expected. Pass a path whose parents are folders.",
-                False,
+            message = (
+                f"A part of the path{where} is a file where a folder was expected. Pass a path whose parents are folders."
             )
+            return message, False
         if code in (errno.EACCES, errno.EPERM):
-            return (
+            message = (
                 f"Permission denied for{where or ' a path'}: kda-mcp may not read or write it. Use a path inside the "
-                "allowed roots (the workspace, the dataset, the state and cache folders).",
-                False,
+                "allowed roots (the workspace, the dataset, the state and cache folders)."
             )
+            return message, False
         if code == errno.ENOENT:
             return f"No such file or folder:{where or ' (a path)'}. Check the path and call again.", False
         if code == errno.EEXIST:
@@ -177,17 +177,17 @@ def _describe(exc: Exception) -> tuple[str, bool]:
             return "An argument contains a NUL byte (\\x00), which no path or name may hold. Remove it and call again.", False
         if isinstance(exc, UnicodeError):
             return f"An argument is not valid text ({type(exc).__name__}: {text[:200]}). Pass UTF-8 text.", False
-        return (
+        message = (
             f"Invalid input ({type(exc).__name__}: {text[:500]}). Check the arguments against the tool's description; "
-            "if they look right, report it as a kda-mcp bug.",
-            False,
+            "if they look right, report it as a kda-mcp bug."
         )
+        return message, False
     if isinstance(exc, TypeError):
-        return (
+        message = (
             f"An argument has the wrong type ({exc}). Check the types in the tool's input schema; if they look right, "
-            "report it as a kda-mcp bug.",
-            False,
+            "report it as a kda-mcp bug."
         )
+        return message, False
     if isinstance(exc, RecursionError):
         return "The input is nested too deeply to process. Pass a flatter value.", False
     if isinstance(exc, MemoryError):

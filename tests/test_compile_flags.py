@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from kda_mcp.tools.compile.flags import MAX_FLAGS, check_flags, check_includes
 from kda_mcp.tools.errors import InvalidArgumentError
 

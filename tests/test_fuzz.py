@@ -26,6 +26,7 @@ import os
 import random
 import re
 import shutil
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -95,11 +96,12 @@ class FuzzReport:
             self.examples[kind].append(what)
 
     def summary(self) -> str:
-        lines = [
+        head = (
             f"calls {self.calls} over {self.tools} tools and {self.fields} fields in {self.seconds:.1f} s; "
             f"crashes {self.crashes}, hangs {self.hangs}, bare errors {self.bare_errors}, internal errors "
             f"{self.internal_errors}, outside-root reads {self.outside_reads}, outside-root writes {self.outside_writes}"
-        ]
+        )
+        lines = [head]
         for kind, items in self.examples.items():
             lines.append(f"{kind}:")
             lines.extend(f"  {item}" for item in items)
@@ -407,8 +409,8 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory):
 
 def test_fuzz_every_tool(fuzz_server) -> None:
     server, base = fuzz_server
-    # Outside every root: a sibling of the pytest base folder, not under it.
-    outside = Path(str(base.parent) + "-outside")
+    # Outside every root, and outside pytest's numbered folders (whose clean-up a concurrent run may do).
+    outside = Path(tempfile.mkdtemp(prefix="kda-fuzz-outside-"))
     terrain = Terrain(workspace=base / "workspace", outside=outside)
     try:
         report = run_fuzz(server, terrain)
@@ -425,9 +427,8 @@ def test_fuzz_every_tool(fuzz_server) -> None:
 
 
 def _message_for(exc: BaseException) -> str:
-    from mcp.server.mcpserver.exceptions import ToolError
-
     from kda_mcp.server.adapters import domain_errors
+    from mcp.server.mcpserver.exceptions import ToolError
 
     @domain_errors
     def tool() -> None:
@@ -441,9 +442,8 @@ def _message_for(exc: BaseException) -> str:
 def test_every_exception_becomes_a_tool_error_that_says_what_to_do(caplog: pytest.LogCaptureFixture) -> None:
     import errno
 
-    from pydantic import BaseModel
-
     from kda_mcp.tools.errors import NotFoundError
+    from pydantic import BaseModel
 
     class Config(BaseModel):
         rounds: int
@@ -477,9 +477,8 @@ def test_every_exception_becomes_a_tool_error_that_says_what_to_do(caplog: pytes
 
 
 def test_tool_errors_and_cancellation_pass_through() -> None:
-    from mcp.server.mcpserver.exceptions import ToolError
-
     from kda_mcp.server.adapters import domain_errors
+    from mcp.server.mcpserver.exceptions import ToolError
 
     assert _message_for(ToolError("already a tool error")) == "already a tool error"
 

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp import Client
-
 from kda_mcp.tools.compile.diagnostics import MAX_LOG_CHARS, cap_log, parse_diagnostics
 from kda_mcp.tools.compile.ptxas import parse_ptxas_info
 from kda_mcp.tools.errors import InvalidArgumentError
 from kda_mcp.wiki_index import WikiIndex, WikiRoot
 from kda_mcp.wiki_index.grep import PER_SEARCH_S, TIME_BUDGET_S, GrepTimeoutError
 from kda_mcp.wiki_index.index import BUNDLED_PAGES
+from mcp import Client
 
 # Ran over 300 s on Python's re, holding the GIL: /health stopped answering.
 CATASTROPHIC = r"(.*.*)*=.*shared.*X{5}"

@@ -108,15 +108,24 @@ _REASONS_NVCC: tuple[tuple[re.Pattern[str], str], ...] = tuple(
          "passes options to a linker, which can load plugins and read arbitrary files"),
         (r"-Xcudafe.*|--cudafe-options.*|-Xfatbin.*|--fatbin-options.*|-Xnvvm.*|--nvvm-options.*",
          "passes raw options to an internal compiler stage"),
-        (r"-I.*|--include-path(=.*)?|-isystem.*|--system-include(=.*)?|-include.*|--pre-include(=.*)?|-iquote.*|"
-         r"-idirafter.*|-L.*|--library-path(=.*)?|-l.*|--library(=.*)?", f"-I/-isystem/-include/-L/-l {_PATHS}"),
-        (rf"-D.*|--define-macro.*", f"a macro is -DNAME or -DNAME=VALUE, NAME an identifier and VALUE at most 64 of "
-         "letters, digits and _ . + -"),
-        (rf"-U.*|--undefine-macro.*", "-U takes one identifier (-UNAME)"),
-        (r"-o.*|--output-file(=.*)?|-c|--compile|-E|--preprocess|-M.*|--run|-run|--?run-args(=.*)?|-odir|--output-directory(=.*)?|"
-         r"-shared|--shared|-lib|--lib|-link|--link|-cubin|--cubin|-ptx|--ptx|-fatbin|--fatbin|-dlink|--device-link|"
-         r"-dc|--device-c|-dw|--device-w|-keep.*|--keep.*|-save-temps|--save-temps|-dryrun|--dryrun|-x|--x(=.*)?|"
-         r"-rdc.*|--relocatable-device-code.*|-cuda|--cuda|-dependency-drive-prefix.*|-MF.*|-MT.*", f"-o/-c/-E/--run {_CHANGES}"),
+        (
+            (
+                r"-I.*|--include-path(=.*)?|-isystem.*|--system-include(=.*)?|-include.*|--pre-include(=.*)?|-iquote.*|"
+                r"-idirafter.*|-L.*|--library-path(=.*)?|-l.*|--library(=.*)?"
+            ),
+            f"-I/-isystem/-include/-L/-l {_PATHS}",
+        ),
+        (r"-D.*|--define-macro.*", "a macro is -DNAME or -DNAME=VALUE, NAME an identifier and VALUE at most 64 of letters, digits and _ . + -"),
+        (r"-U.*|--undefine-macro.*", "-U takes one identifier (-UNAME)"),
+        (
+            (
+                r"-o.*|--output-file(=.*)?|-c|--compile|-E|--preprocess|-M.*|--run|-run|--?run-args(=.*)?|-odir|"
+                r"--output-directory(=.*)?|-shared|--shared|-lib|--lib|-link|--link|-cubin|--cubin|-ptx|--ptx|-fatbin|"
+                r"--fatbin|-dlink|--device-link|-dc|--device-c|-dw|--device-w|-keep.*|--keep.*|-save-temps|--save-temps|"
+                r"-dryrun|--dryrun|-x|--x(=.*)?|-rdc.*|--relocatable-device-code.*|-cuda|--cuda|-MF.*|-MT.*"
+            ),
+            f"-o/-c/-E/--run {_CHANGES}",
+        ),
         (r"-arch.*|--gpu-architecture.*|-gencode.*|--generate-code.*|-code.*|--gpu-code.*",
          "chooses the GPU architecture, which kda-mcp sets from the target argument"),
         (r"-Xptxas|--ptxas-options|-Xcompiler|--compiler-options", "needs a value (e.g. -Xptxas=-v)"),
@@ -237,7 +246,7 @@ _HAS_INCLUDE = re.compile(r"(?P<kind>__has_include_next|__has_include|__has_embe
 # unless the name is an escape such as "\t.incbin".
 _ASM_FILE = re.compile(r"(?:(?<![A-Za-z0-9_)\]>])|(?<=\\[ntr]))\.(?P<kind>incbin|include)\b")
 _C_FAMILY = (".cu", ".cuh", ".c", ".cc", ".cpp", ".cxx", ".c++", ".h", ".hh", ".hpp", ".hxx", ".inl", ".inc", ".ipp", ".tpp")
-_BLOCK_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_BLOCK_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
 _OPERAND = re.compile(r'"(?P<q>[^"\n]*)"|<(?P<a>[^>\n]*)>')
 _ADJACENT_STRINGS = re.compile(r'"\s*"')
 MAX_INCLUDE_PROBLEMS = 5

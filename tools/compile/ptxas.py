@@ -22,9 +22,9 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 
+from kda_mcp.tools.capabilities import find_cuda_tool
 from kda_mcp.tools.compile.diagnostics import MAX_LOG_CHARS, cap_log
 from kda_mcp.tools.compile.models import KernelResources
-from kda_mcp.tools.capabilities import find_cuda_tool
 
 _ENTRY = re.compile(r"ptxas\s+info\s*:\s*Compiling entry function '(?P<name>[^']+)'(?: for '(?P<arch>[^']+)')?")
 _PROPERTIES = re.compile(r"ptxas\s+info\s*:\s*Function properties for (?P<name>\S+)")
