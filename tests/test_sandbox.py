@@ -174,3 +174,17 @@ def test_auto_falls_back_loudly_when_the_sandbox_user_cannot_run_python(tmp_path
     assert box.mode == "none" and "Permission denied" in box.reason and "chmod o+x" in box.reason
     with pytest.raises(KdaError, match="cannot run Python as an unprivileged user"):
         Sandbox.configure("user", tmp_path / "run3")
+
+
+@needs_root
+def test_without_a_network_namespace_the_user_boundary_stays_and_says_so(monkeypatch):
+    """In a container without CAP_SYS_ADMIN unshare(CLONE_NEWNET) fails: keep the users, share the network."""
+    answers = iter(["kda-mcp sandbox: cannot create a private network namespace (errno 1)", None])
+    monkeypatch.setattr(Sandbox, "_probe", lambda self: next(answers))
+    runtime = Path(tempfile.mkdtemp(prefix="kda-test-net-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    try:
+        box = Sandbox.configure("user", runtime, base_user="kda-sbx-test")
+        assert box.mode == "user" and box.net == "shared"
+        assert "host's network" in box.describe()["detail"]
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)

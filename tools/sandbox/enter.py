@@ -63,7 +63,7 @@ def main(argv: list[str]) -> None:
 
     if opts.get("net", "private") == "private":
         if libc.unshare(CLONE_NEWNET) != 0:
-            _fail(f"cannot create a private network namespace (errno {ctypes.get_errno()}); start the server with --sandbox-net shared to allow networking")
+            _fail(f"cannot create a private network namespace (errno {ctypes.get_errno()})")
         try:
             _loopback_up()
         except OSError:

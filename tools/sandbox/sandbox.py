@@ -184,6 +184,11 @@ class Sandbox:
         box = cls(mode="user", runtime_dir=runtime_dir, base_user=base_user, reason="untrusted code runs as unprivileged users, one per role")
         box._prepare_runtime_dir()
         problem = box._probe()
+        if problem is not None and "network namespace" in problem:
+            # No right to make one (a container without CAP_SYS_ADMIN): keep the user boundary, share
+            # the network, and say so.
+            box.net, box.reason = "shared", box.reason + "; no private network (no permission for a network namespace)"
+            problem = box._probe()
         if problem is None:
             return box
         if requested == "user":
@@ -211,7 +216,8 @@ class Sandbox:
     def describe(self) -> dict[str, str]:
         """What provenance and capabilities report."""
         if self.mode == "user":
-            return {"isolation": "user", "detail": f"each role as its own unprivileged user ({self.base_user}-*), private folder, network {self.net}, every process and file of the user removed after the job"}
+            network = "no network" if self.net == "private" else "the host's network (no permission for a network namespace)"
+            return {"isolation": "user", "detail": f"each role as its own unprivileged user ({self.base_user}-*), private folder, {network}, every process and file of the user removed after the job"}
         return {"isolation": "none", "detail": f"solutions run as the server's own user ({self.reason}): they can read what the server can; results are not protected from a solution that attacks the evaluator"}
 
     def _prepare_runtime_dir(self) -> None:
