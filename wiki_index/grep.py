@@ -207,7 +207,7 @@ def scan(
         pages, regex, literal, max_matches=max_matches, folded=folded, time_budget_s=time_budget_s, per_search_s=per_search_s
     )
     if outcome.timed_out:
-        raise GrepTimeoutError(outcome.note or "The grep pattern ran past its time limit.", hint=SLOW_PATTERN_HINT)
+        raise GrepTimeoutError(outcome.note or f"The grep pattern ran past its time limit. {SLOW_PATTERN_HINT}")
     return outcome.matches, outcome.truncated
 
 
@@ -222,7 +222,7 @@ def _found_so_far(found: list[Match]) -> str:
 def _timeout_note(pattern: str, page: Page, line_no: int, elapsed: float, found: list[Match]) -> str:
     return (
         f"The grep pattern {pattern!r} ran past its time limit on {page.path}:{line_no} and the search was stopped "
-        f"after {elapsed:.1f} s: it backtracks catastrophically; {_found_so_far(found)}."
+        f"after {elapsed:.1f} s: it backtracks catastrophically; {_found_so_far(found)}. {SLOW_PATTERN_HINT}"
     )
 
 

@@ -26,7 +26,7 @@ from whoosh.scoring import BM25F
 from kda_mcp.tools.errors import InvalidArgumentError, not_found
 import kda_mcp.wiki_index.cache as cache
 import kda_mcp.wiki_index.store as store
-from kda_mcp.wiki_index.grep import compile_pattern, scan
+from kda_mcp.wiki_index.grep import GrepTimeoutError, compile_pattern, scan_pages
 from kda_mcp.wiki_index.models import (
     WikiCount,
     WikiGrepMatch,
@@ -429,12 +429,15 @@ class WikiIndex:
         if root is not None:
             self._check_root(root)
         pages = self._pages_in(kind=kind, tag=tag_name, root=root)
-        matches, truncated = scan(pages, regex, literal, max_matches=max_matches, folded=self._folded_text)
+        outcome = scan_pages(pages, regex, literal, max_matches=max_matches, folded=self._folded_text)
+        if outcome.timed_out and not outcome.matches:
+            raise GrepTimeoutError(outcome.note or "The pattern ran past its time limit.")
         return WikiGrepResult(
             pattern=pattern,
-            matches=[WikiGrepMatch(id=m.page.id, path=m.page.path, line_no=m.line_no, line=m.line) for m in matches],
-            truncated=truncated,
+            matches=[WikiGrepMatch(id=m.page.id, path=m.page.path, line_no=m.line_no, line=m.line) for m in outcome.matches],
+            truncated=outcome.truncated,
             pages_scanned=len(pages),
+            note=outcome.note,
         )
 
     def _folded_text(self, page: Page) -> str:

@@ -72,6 +72,7 @@ class WikiGrepResult(BaseModel):
     matches: list[WikiGrepMatch]
     truncated: bool = Field(description="True when more matches exist than were returned.")
     pages_scanned: int = Field(description="Pages within the type/tag/root filters.")
+    note: str | None = Field(default=None, description="Why the scan stopped early (a time limit), with what to do.")
 
 
 class WikiCount(BaseModel):

@@ -25,7 +25,7 @@ import anyio.lowlevel
 from flashinfer_bench.data import Definition, Solution, Workload
 
 from kda_mcp.tools.compile.cache import BuildCache, build_key, file_digest
-from kda_mcp.tools.compile.diagnostics import parse_diagnostics
+from kda_mcp.tools.compile.diagnostics import cap_log, parse_diagnostics
 from kda_mcp.tools.compile.flags import check_flags, check_includes
 from kda_mcp.tools.compile.models import Diagnostic, KernelResources
 from kda_mcp.tools.compile.ptxas import parse_ptxas_info
@@ -237,6 +237,8 @@ class Compiler:
         if not copy_out(room.path, str(built.relative_to(room.path)), library, limit=MAX_LIBRARY_BYTES):
             return CompileResult(status="failed", message="The build reported a library that is not there (or is a link); nothing was kept.", **base)
         kernels = await anyio.to_thread.run_sync(parse_ptxas_info, outcome.output)
+        _, cut = cap_log(outcome.output)
+        clipped = [f"The build log was {len(outcome.output) / 2**20:.1f} MB; diagnostics and resources come from its first and last MB."] if cut else []
         sass, sass_note = await anyio.to_thread.run_sync(_sass_of, library)
         for kernel in kernels:
             kernel.sass = sass.get(kernel.name) or sass.get(f"{kernel.name}@{kernel.arch}")
@@ -247,7 +249,7 @@ class Compiler:
             status="ok",
             artifact_hash=file_digest(library) if library.is_file() else None,
             kernels=kernels or None,
-            warnings=(_kernel_warnings(kernels) + ([sass_note] if sass_note else [])) or None,
+            warnings=(_kernel_warnings(kernels) + ([sass_note] if sass_note else []) + clipped) or None,
             message=f"Built for {target.name} in {outcome.seconds:.1f} s{note}: {len(kernels)} kernel(s), {spills} spill bytes.",
             **base,
         )
