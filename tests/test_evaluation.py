@@ -221,3 +221,15 @@ def test_scalars_are_fixed_per_workload_and_the_reference_sees_them():
     offsets = [item["offset"] for entry in placed for role in ("inputs", "outputs") for item in entry[role] if not item.get("scalar")]
     assert all(o % 256 == 0 for o in offsets) and len(set(offsets)) == len(offsets) == 4 and total >= offsets[-1] + 4000
     assert placed[0]["inputs"][1] == {"name": "alpha", "scalar": True, "nbytes": 0}
+
+
+def test_clocks_are_sampled_while_the_job_holds_the_gpu(sandbox: Sandbox, tmp_path: Path, monkeypatch):
+    """The idle clock at lease time (345 MHz on an H200) is not what the kernels ran at: sample during the job."""
+    import kda_mcp.tools.evaluation.runner as runner
+
+    readings = iter([{"sm": 345, "memory": 3201, "max_sm": 1980}] + [{"sm": 1980 - 15 * i, "memory": 3201, "max_sm": 1980} for i in range(1000)])
+    monkeypatch.setattr(runner, "gpu_clocks", lambda gpu: next(readings))
+    monkeypatch.setattr(runner.ClockSampler, "INTERVAL_S", 0.05)
+    result, _ = evaluate(sandbox, tmp_path, "ok", workloads=1)
+    clocks = result.provenance.clocks_mhz
+    assert clocks["at_lease"]["sm"] == 345 and clocks["sm_max"] == 1980 and clocks["sm_min"] < 1980 and clocks["samples"] >= 2

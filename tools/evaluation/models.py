@@ -102,7 +102,11 @@ class Provenance(Result):
     cuda: str | None = None
     torch: str | None = None
     triton: str | None = None
-    clocks_mhz: dict[str, int] | None = Field(default=None, description="SM and memory clocks as found before timing (not locked).")
+    clocks_mhz: dict[str, Any] | None = Field(
+        default=None,
+        description="GPU clocks (not locked) sampled once a second while the job held the GPU: min and max of the SM and memory clocks, "
+        "the clocks when it was leased, and whether the SM clock moved by more than 5%.",
+    )
     method: str
     isolation: dict[str, str] | None = Field(default=None, description="How the solution was kept from the evaluator (sandbox mode and what it means).")
     verification: dict[str, Any] | None = Field(default=None, description="How the executor's times were checked against the judge's own clock, and the tolerance.")

@@ -74,7 +74,7 @@ class Measurement:
     phases: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     gpu: int | None = None
-    clocks: dict[str, int] | None = None
+    clocks: dict[str, Any] | None = None
     trial_seeds: dict[str, list[int]] = field(default_factory=dict)
 
 
@@ -142,18 +142,20 @@ class Evaluator:
             phase("wait_for_gpu")
             on_gpu(lease.gpu)
             result.gpu = lease.gpu
-            result.clocks = await anyio.to_thread.run_sync(gpu_clocks, lease.gpu)
+            sampler = ClockSampler(lease.gpu)
             slots = {side.name: f"g{lease.gpu}s{i}" for i, side in enumerate(sides)}
             rooms: list[Room] = []
             children: dict[str, Child] = {}
             try:
                 async with anyio.create_task_group() as tg:
+                    tg.start_soon(sampler.run)
                     try:
                         await self._session(sides, plan, timing, lease, slots, rooms, children, result, tg, progress, phase)
                     finally:
                         for child in children.values():
                             child.kill()
                         tg.cancel_scope.cancel()
+                result.clocks = sampler.summary()
             finally:
                 with anyio.CancelScope(shield=True):
                     rooms += [c.room for c in children.values() if c.room is not None and c.room not in rooms]
@@ -309,6 +311,41 @@ class Evaluator:
                     terminate_group(child.proc.pid)
                     await anyio.to_thread.run_sync(self._end_side, child)
             await anyio.sleep(MEMORY_POLL_S)
+
+
+class ClockSampler:
+    """The GPU's clocks while a job holds it (nvidia-smi once a second): the clocks an idle GPU
+    shows when leased (345 MHz on an H200) say nothing about the clocks its kernels ran at."""
+
+    INTERVAL_S = 1.0
+
+    def __init__(self, gpu: int) -> None:
+        self.gpu = gpu
+        self.samples: list[dict[str, int]] = []
+
+    async def run(self) -> None:
+        while True:
+            found = await anyio.to_thread.run_sync(gpu_clocks, self.gpu)
+            if found:
+                self.samples.append(found)
+            await anyio.sleep(self.INTERVAL_S)
+
+    def summary(self) -> dict[str, Any] | None:
+        if not self.samples:
+            return None
+        busy = self.samples[1:] or self.samples  # the first sample is the idle GPU being leased
+        sm = [s["sm"] for s in busy]
+        memory = [s["memory"] for s in busy]
+        return {
+            "at_lease": self.samples[0],
+            "sm_min": min(sm),
+            "sm_max": max(sm),
+            "memory_min": min(memory),
+            "memory_max": max(memory),
+            "max_sm": self.samples[0].get("max_sm"),
+            "samples": len(self.samples),
+            "moved": max(sm) - min(sm) > 0.05 * max(sm),
+        }
 
 
 async def _recv(child: Child, timeout: float) -> dict[str, Any] | None:
