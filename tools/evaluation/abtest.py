@@ -19,6 +19,9 @@ from kda_mcp.tools.evaluation.models import Finding
 from kda_mcp.tools.models import Result
 
 ABVerdict = Literal["b_faster", "b_slower", "no_significant_difference", "not_comparable"]
+# Across workloads: "mixed" when B is significantly faster on some and significantly slower on
+# others; that is not "no difference", and the message says which.
+OverallVerdict = Literal["b_faster", "b_slower", "mixed", "no_significant_difference", "not_comparable"]
 PRACTICAL_THRESHOLD = 0.01  # a difference under 1% is rarely worth a direction of its own
 
 
@@ -44,7 +47,7 @@ class ComparisonResult(Result):
     b: str
     b_hash: str
     definition: str
-    verdict: ABVerdict
+    verdict: OverallVerdict = Field(description="b_faster / b_slower: every workload with a verdict agrees; mixed: significant both ways; else no_significant_difference.")
     geomean_speedup_b_over_a: float | None = None
     message: str
     workloads: list[WorkloadAB]
@@ -77,21 +80,29 @@ def meaningful(low: float, high: float, threshold: float = PRACTICAL_THRESHOLD) 
     return low > 1 + threshold or high < 1 - threshold
 
 
-def summarize(rows: list[WorkloadAB]) -> tuple[ABVerdict, float | None, str]:
+def summarize(rows: list[WorkloadAB]) -> tuple[OverallVerdict, float | None, str]:
     comparable = [r for r in rows if r.verdict != "not_comparable"]
     if not comparable:
         return "not_comparable", None, "No workload passed for both solutions, so there is no speed to compare."
     speedup = geomean([r.speedup_b_over_a for r in comparable if r.speedup_b_over_a])
     votes = {v: sum(r.verdict == v for r in comparable) for v in ("b_faster", "b_slower", "no_significant_difference")}
     if votes["b_faster"] and not votes["b_slower"]:
-        overall: ABVerdict = "b_faster"
+        overall: OverallVerdict = "b_faster"
     elif votes["b_slower"] and not votes["b_faster"]:
         overall = "b_slower"
+    elif votes["b_faster"] and votes["b_slower"]:
+        overall = "mixed"
     else:
         overall = "no_significant_difference"
     parts = [f"{n} {v.replace('_', ' ')}" for v, n in votes.items() if n]
     message = f"Geomean speedup of B over A: {speedup:.3f}x ({'; '.join(parts)} across {len(comparable)} workload(s))." if speedup else "No speedup computed."
-    message += f" A verdict means the 95% interval excludes 1; 'meaningful' marks intervals more than {PRACTICAL_THRESHOLD:.0%} from 1."
+    if overall == "mixed":
+        message += " The workloads disagree: B is significantly faster on some and significantly slower on others (verdict 'mixed')."
+    clear = [r for r in comparable if r.meaningful]
+    message += (
+        f" A verdict means the 95% interval excludes 1; the practical threshold is {PRACTICAL_THRESHOLD:.0%}: 'meaningful' marks intervals "
+        f"wholly more than {PRACTICAL_THRESHOLD:.0%} from 1 ({len(clear)} of {len(comparable)} workload(s) here)."
+    )
     failing = [r for r in rows if r.verdict == "not_comparable"]
     if failing:
         message += f" {len(failing)} workload(s) not comparable (a side did not pass)."
