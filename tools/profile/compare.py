@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from kda_mcp.tools.profile.models import KernelDelta, KernelProfile, ProfileComparison, ProfileSummary
+from kda_mcp.tools.profile.models import KernelDelta, KernelProfile, ProfileComparison, ProfileSummary, StallShift
 
 KEY_METRICS = (
     "registers",
     "shared_dynamic_bytes",
     "waves_per_sm",
+    "occupancy_theoretical_pct",
     "occupancy_achieved_pct",
     "compute_throughput_pct",
     "memory_throughput_pct",
@@ -26,6 +27,37 @@ def _changed(a: float | None, b: float | None) -> bool:
     return abs(a - b) / scale > 0.05
 
 
+STALL_MOVE = 0.02  # two points of the stall total
+MAX_STALL_SHIFTS = 6
+
+
+def stall_shifts(a: KernelProfile | None, b: KernelProfile | None) -> list[StallShift]:
+    """Stall reasons whose share moved by at least STALL_MOVE, largest move first. A reason missing
+    from one side's list had under 1% there (profiles list every reason from 1%) and counts as 0."""
+    shares_a = {s.reason: s.share for s in (a.stalls or [])} if a else {}
+    shares_b = {s.reason: s.share for s in (b.stalls or [])} if b else {}
+    shifts = []
+    for reason in dict.fromkeys([*shares_b, *shares_a]):
+        va, vb = shares_a.get(reason), shares_b.get(reason)
+        moved = round((vb or 0.0) - (va or 0.0), 3)
+        if abs(moved) >= STALL_MOVE:
+            shifts.append(StallShift(reason=reason, a_share=va, b_share=vb, moved=moved))
+    shifts.sort(key=lambda s: -abs(s.moved))
+    return shifts[:MAX_STALL_SHIFTS]
+
+
+def _headline(a_us: float | None, b_us: float | None, shifts: list[StallShift]) -> str | None:
+    parts = []
+    if a_us and b_us:
+        parts.append(f"{a_us:.2f} us -> {b_us:.2f} us ({'B faster' if b_us < a_us else 'B slower' if b_us > a_us else 'same'}, {a_us / b_us:.3f}x)")
+    if shifts:
+        top = shifts[0]
+        was = f"{top.a_share:.1%}" if top.a_share is not None else "under 1%"
+        now = f"{top.b_share:.1%}" if top.b_share is not None else "under 1%"
+        parts.append(f"largest stall shift: {top.reason} {was} -> {now} of stalls")
+    return "; ".join(parts) or None
+
+
 def _delta(name: str, a: KernelProfile | None, b: KernelProfile | None) -> KernelDelta:
     changes = {}
     for metric in KEY_METRICS:
@@ -33,12 +65,15 @@ def _delta(name: str, a: KernelProfile | None, b: KernelProfile | None) -> Kerne
         if _changed(va, vb):
             changes[metric] = [va, vb]
     a_us, b_us = (a.duration_us if a else None), (b.duration_us if b else None)
+    shifts = stall_shifts(a, b)
     return KernelDelta(
         name=name,
         a_us=a_us,
         b_us=b_us,
         speedup=round(a_us / b_us, 4) if a_us and b_us else None,
         changes=changes or None,
+        stall_shifts=shifts or None,
+        headline=_headline(a_us, b_us, shifts),
         bottleneck=[a.bottleneck.label if a and a.bottleneck else None, b.bottleneck.label if b and b.bottleneck else None],
     )
 

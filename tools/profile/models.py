@@ -16,7 +16,10 @@ class Evidence(Result):
 
 
 class Bottleneck(Result):
-    label: str = Field(description="memory-bound, compute-bound, latency-bound, occupancy-limited, tail-effect, launch-bound (register-spills as a secondary label)")
+    label: str = Field(
+        description="memory-bound, compute-bound, small-grid (fewer than one wave of blocks), tail-effect, occupancy-limited, latency-bound; "
+        "secondary labels: register-spills, short-kernel (under 5 us of GPU time; ncu's duration holds no launch or host time)"
+    )
     reason: str
     evidence: list[Evidence]
     secondary: list[str] | None = None
@@ -66,7 +69,13 @@ class KernelProfile(Result):
     waves_per_sm: float | None = None
     occupancy_theoretical_pct: float | None = None
     occupancy_achieved_pct: float | None = None
-    occupancy_limiter: str | None = None
+    occupancy_limiter: str | None = Field(
+        default=None,
+        description="What caps theoretical occupancy: the resource(s) allowing the fewest blocks per SM ('registers and shared memory' when they tie); "
+        "'none (theoretical occupancy is 100%)' when nothing does.",
+    )
+    occupancy_limits: dict[str, int] | None = Field(default=None, description="Blocks per SM each resource allows (ncu's launch__occupancy_limit_*).")
+    sm_count: int | None = None
     compute_throughput_pct: float | None = None
     memory_throughput_pct: float | None = None
     dram_throughput_pct: float | None = None
@@ -75,7 +84,7 @@ class KernelProfile(Result):
     sectors_per_request: float | None = Field(default=None, description="Global loads; 4 is ideal for 4-byte loads by a full warp.")
     tensor_pipe_pct: float | None = None
     local_memory_bytes: float | None = Field(default=None, description="Local (spill/stack) traffic, loads + stores.")
-    stalls: list[StallReason] | None = None
+    stalls: list[StallReason] | None = Field(default=None, description="Stall reasons by share: the top five, and every other with at least 1% of the total.")
     source_lines: list[SourceLine] | None = None
     findings: list[Finding] | None = None
     roofline: Roofline | None = None
@@ -98,12 +107,23 @@ class ProfileSummary(Result):
     message: str
 
 
+class StallShift(Result):
+    reason: str
+    a_share: float | None = Field(default=None, description="Share of A's stalls; null: under 1% (not listed in A's profile).")
+    b_share: float | None = None
+    moved: float = Field(description="b_share - a_share, an unlisted share counted as 0: positive means B stalls more for this reason.")
+
+
 class KernelDelta(Result):
     name: str
     a_us: float | None = None
     b_us: float | None = None
     speedup: float | None = Field(default=None, description="a duration / b duration (>1: b is faster).")
     changes: dict[str, list[float | None]] | None = Field(default=None, description="metric -> [a, b] where they differ noticeably.")
+    stall_shifts: list[StallShift] | None = Field(
+        default=None, description="Stall reasons whose share of all stalls moved by at least 2 points, largest move first."
+    )
+    headline: str | None = Field(default=None, description="The largest change in one sentence: time, and the stall reason that moved most.")
     bottleneck: list[str | None] | None = None
 
 

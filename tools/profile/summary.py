@@ -45,13 +45,14 @@ M = {
     "dram_peak_bytes_per_cycle": ["dram__bytes.sum.peak_sustained"],
     "dram_cycles_per_s": ["dram__cycles_elapsed.avg.per_second"],
     "sm_cycles_per_s": ["sm__cycles_elapsed.avg.per_second", "gpc__cycles_elapsed.avg.per_second"],
-    "sm_count": ["device__attribute_multiprocessor_count"],
+    "sm_count": ["device__attribute_multiprocessor_count", "launch__sm_count"],
 }
 OCCUPANCY_LIMITS = {
     "registers": "launch__occupancy_limit_registers",
     "shared memory": "launch__occupancy_limit_shared_mem",
     "blocks per SM": "launch__occupancy_limit_blocks",
     "warps per SM": "launch__occupancy_limit_warps",
+    "barriers": "launch__occupancy_limit_barriers",
 }
 FLOP_METRICS = {  # SASS thread instructions -> FLOPs each
     "sm__sass_thread_inst_executed_op_fadd_pred_on.sum": 1,
@@ -66,6 +67,7 @@ FLOP_METRICS = {  # SASS thread instructions -> FLOPs each
 }
 STALL = re.compile(r"^smsp__average_warps_issue_stalled_(\w+?)_per_issue_active\.ratio$")
 HIGH, LOW = 60.0, 40.0
+STALL_MIN_SHARE, STALL_MAX = 0.01, 10
 
 
 def load(report: Path) -> Any:
@@ -125,8 +127,11 @@ def _stalls(metrics: _Metrics) -> list[StallReason]:
             if value:
                 values[match.group(1)] = value
     total = sum(values.values()) or 1.0
-    ranked = sorted(values.items(), key=lambda kv: -kv[1])[:5]
-    return [StallReason(reason=k, warps_per_issue=round(v, 3), share=round(v / total, 3)) for k, v in ranked]
+    # Every reason with at least STALL_MIN_SHARE of the total (at most STALL_MAX), so that
+    # compare_profiles can tell a reason that appeared from one that was merely off a top five.
+    ranked = sorted(values.items(), key=lambda kv: -kv[1])
+    kept = [(k, v) for i, (k, v) in enumerate(ranked) if i < 5 or (v / total >= STALL_MIN_SHARE and i < STALL_MAX)]
+    return [StallReason(reason=k, warps_per_issue=round(v, 3), share=round(v / total, 3)) for k, v in kept]
 
 
 def _findings(action: Any) -> list[Finding]:
@@ -229,8 +234,39 @@ def _roofline(metrics: _Metrics, duration_s: float | None) -> Roofline | None:
     )
 
 
+SHORT_US = 5.0
+
+
+def occupancy_limiter(limits: dict[str, float | None], theoretical_pct: float | None) -> str | None:
+    """What caps theoretical occupancy: the resource(s) allowing the fewest blocks per SM, joined
+    with ' and ' when they tie (lowering one alone then gains nothing). At 100% theoretical
+    occupancy nothing the kernel uses caps it; the SM's own warp slots are full."""
+    known = {label: value for label, value in limits.items() if value is not None and value > 0}
+    if not known:
+        return None
+    if theoretical_pct is not None and theoretical_pct >= 99.95:
+        return "none (theoretical occupancy is 100%)"
+    fewest = min(known.values())
+    return " and ".join(label for label, value in known.items() if value == fewest)
+
+
+def _blocks(k: KernelProfile) -> int | None:
+    if not k.grid:
+        return None
+    total = 1
+    for dim in k.grid:
+        total *= dim
+    return total
+
+
 def classify(k: KernelProfile) -> Bottleneck:
-    """The one label that best explains where the time goes, with the numbers behind it."""
+    """The one label that best explains where the time goes, with the measured fields behind it.
+
+    Every label follows from the fields it cites. ncu's duration is GPU time only (no launch, no
+    host), so no label here speaks of launch or host overhead: a short kernel gets the secondary
+    label short-kernel, and run_benchmark's host_call_us / launch_bound say whether launching it
+    costs more than running it.
+    """
     compute = max(k.compute_throughput_pct or 0.0, k.tensor_pipe_pct or 0.0)
     dram, memory = k.dram_throughput_pct or 0.0, max(k.memory_throughput_pct or 0.0, k.dram_throughput_pct or 0.0)
     evidence = lambda *pairs: [Evidence(metric=m, value=_r(v), unit=u) for m, v, u in pairs if v is not None]  # noqa: E731
@@ -238,10 +274,11 @@ def classify(k: KernelProfile) -> Bottleneck:
     secondary = []
     if (k.local_memory_bytes or 0) > 0:
         secondary.append("register-spills")
-    if k.duration_us is not None and k.duration_us < 5 and compute < HIGH and memory < HIGH:
-        label, reason = "launch-bound", f"the kernel runs {k.duration_us:.2f} us: launch and host overhead dominate anything inside it"
-        ev = evidence(("duration_us", k.duration_us, "us"), *throughput)
-    elif dram >= HIGH and dram >= compute:
+    short = k.duration_us is not None and k.duration_us < SHORT_US
+    if short:
+        secondary.append("short-kernel")
+    blocks = _blocks(k)
+    if dram >= HIGH and dram >= compute:
         label, reason = "memory-bound", f"DRAM throughput is {dram:.0f}% of peak and above compute ({compute:.0f}%)"
         ev = evidence(*throughput, ("l2_hit_pct", k.l2_hit_pct, "%"), ("sectors_per_request", k.sectors_per_request, None))
     elif compute >= HIGH:
@@ -252,14 +289,25 @@ def classify(k: KernelProfile) -> Bottleneck:
     elif memory >= HIGH:
         label, reason = "memory-bound", f"on-chip memory (L1/shared/L2) throughput is {memory:.0f}% of peak while DRAM is at {dram:.0f}% and compute at {compute:.0f}%"
         ev = evidence(*throughput, ("l1_hit_pct", k.l1_hit_pct, "%"), ("l2_hit_pct", k.l2_hit_pct, "%"))
+    elif k.waves_per_sm is not None and 0 < k.waves_per_sm < 1:
+        label = "small-grid"
+        if blocks is not None and k.sm_count and blocks < k.sm_count:
+            reason = f"{blocks} blocks for {k.sm_count} SMs ({k.waves_per_sm:.2f} waves): {k.sm_count - blocks} SMs get no block, and neither compute ({compute:.0f}%) nor memory ({memory:.0f}%) is near peak"
+        else:
+            reason = f"{k.waves_per_sm:.2f} waves: the grid fills {k.waves_per_sm:.0%} of the block slots the GPU holds at once, too few warps to hide latency (compute {compute:.0f}%, memory {memory:.0f}%)"
+        ev = evidence(("grid_blocks", blocks, None), ("sm_count", k.sm_count, None), ("waves_per_sm", k.waves_per_sm, None), *throughput)
     elif k.waves_per_sm is not None and 0 < k.waves_per_sm < 4 and (k.waves_per_sm % 1) and (k.waves_per_sm % 1) <= 0.5 and max(compute, memory) >= LOW:
         label = "tail-effect"
         reason = f"{k.waves_per_sm:.2f} waves per SM: the last partial wave leaves most SMs idle"
         ev = evidence(("waves_per_sm", k.waves_per_sm, None), *throughput)
     elif k.occupancy_achieved_pct is not None and (k.occupancy_achieved_pct < 25 or (k.occupancy_theoretical_pct and k.occupancy_achieved_pct < 0.5 * k.occupancy_theoretical_pct)):
         label = "occupancy-limited"
-        reason = f"achieved occupancy {k.occupancy_achieved_pct:.0f}% (theoretical {k.occupancy_theoretical_pct or 0:.0f}%, limited by {k.occupancy_limiter or 'unknown'}) with both throughputs low"
+        limiter = k.occupancy_limiter or "unknown"
+        cap = f"limited by {limiter}" if not limiter.startswith("none") else "no resource caps it"
+        reason = f"achieved occupancy {k.occupancy_achieved_pct:.0f}% (theoretical {k.occupancy_theoretical_pct or 0:.0f}%, {cap}) with both throughputs low"
         ev = evidence(("occupancy_achieved_pct", k.occupancy_achieved_pct, "%"), ("occupancy_theoretical_pct", k.occupancy_theoretical_pct, "%"), ("registers", k.registers, None), *throughput)
+        for resource, per_sm in (k.occupancy_limits or {}).items():
+            ev.append(Evidence(metric=f"blocks_per_sm_by_{resource.replace(' ', '_')}", value=per_sm))
     else:
         label = "latency-bound"
         top = k.stalls[0].reason if k.stalls else "unknown"
@@ -267,6 +315,12 @@ def classify(k: KernelProfile) -> Bottleneck:
         ev = evidence(*throughput, ("occupancy_achieved_pct", k.occupancy_achieved_pct, "%"))
         if k.stalls:
             ev.append(Evidence(metric=f"stall_{top}_share", value=k.stalls[0].share))
+    if short:
+        reason += (
+            f"; the kernel runs {k.duration_us:.2f} us of GPU time, where ramp-up and the first loads' latency weigh heavily "
+            "(ncu's duration holds no launch or host time: run_benchmark's host_call_us and launch_bound say whether launching dominates)"
+        )
+        ev.append(Evidence(metric="duration_us", value=k.duration_us, unit="us"))
     if "register-spills" in secondary:
         ev.append(Evidence(metric="local_memory_bytes", value=k.local_memory_bytes, unit="bytes"))
     return Bottleneck(label=label, reason=reason, evidence=ev, secondary=secondary or None)
@@ -276,7 +330,7 @@ def summarize_action(action: Any, *, detail: str = "compact", wiki_route: Callab
     m = _Metrics(action)
     duration_ns = m.get("duration_ns")
     limits = {label: m.raw(name) for label, name in OCCUPANCY_LIMITS.items()}
-    limiter = min((v, k) for k, v in limits.items() if v is not None)[1] if any(v is not None for v in limits.values()) else None
+    theoretical = m.get("occ_theoretical")
     sectors, requests = m.get("ld_sectors"), m.get("ld_requests")
     local = [v for v in (m.get("local_ld"), m.get("local_st")) if v is not None]
     kernel = KernelProfile(
@@ -288,9 +342,11 @@ def summarize_action(action: Any, *, detail: str = "compact", wiki_route: Callab
         shared_static_bytes=int(m.get("smem_static")) if m.get("smem_static") is not None else None,
         shared_dynamic_bytes=int(m.get("smem_dynamic")) if m.get("smem_dynamic") is not None else None,
         waves_per_sm=_r(m.get("waves")),
-        occupancy_theoretical_pct=_r(m.get("occ_theoretical"), 1),
+        occupancy_theoretical_pct=_r(theoretical, 1),
         occupancy_achieved_pct=_r(m.get("occ_achieved"), 1),
-        occupancy_limiter=limiter,
+        occupancy_limiter=occupancy_limiter(limits, theoretical),
+        occupancy_limits={label: int(v) for label, v in limits.items() if v is not None and v > 0} or None,
+        sm_count=int(m.get("sm_count")) if m.get("sm_count") else None,
         compute_throughput_pct=_r(m.get("compute_pct"), 1),
         memory_throughput_pct=_r(m.get("memory_pct"), 1),
         dram_throughput_pct=_r(m.get("dram_pct"), 1),
