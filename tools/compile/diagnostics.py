@@ -8,18 +8,32 @@ Logs can be huge (a 1 MB source with a warning per line gives a 6 MB log), so pa
 the log and reads at most MAX_LOG_CHARS of it: the head and the tail, where the first errors and
 the final summary are. Every recognizer looks at a bounded number of lines from where it stands,
 every regex is anchored or starts with a literal, and messages are capped.
+
+Two things need the build's files, not just its log (solution_diagnostics):
+
+- Whose diagnostic it is. With a source root, a warning or note from a file outside the solution
+  (torch's, CUDA's or the host compiler's headers) is counted, not listed; errors are listed
+  wherever they are, since a header can be where the solution's mistake shows. nvcc's
+  intermediates (kernel.ptx, kernel.cudafe1.cpp) are the solution's.
+- Where a ptxas error is in the .cu. ptxas names a line of the PTX nvcc generated (an inline-asm
+  mistake is only found there). Built with -lineinfo, that PTX carries `.file` and `.loc`
+  directives mapping its lines to source lines; when the PTX is in one of `ptx_dirs` (nvcc
+  deletes it unless the build keeps it), the diagnostic moves to the .cu file:line and keeps the
+  PTX line in its message. Without the PTX it stays at the PTX line and says the .cu line is
+  unknown, naming the solution's inline-asm statements that use the instruction ptxas named.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from glob import escape as glob_escape
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kda_mcp.tools.compile.models import Diagnostic, Severity, Tool
-from kda_mcp.tools.errors import InvalidArgumentError
+from kda_mcp.tools.errors import InvalidArgumentError, KdaError
 
 _SEVERITY_RANK = {"error": 0, "warning": 1, "note": 2}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -50,7 +64,10 @@ _Found = tuple[str | None, int | None, int | None, Severity, str, Tool]
 class _Context:
     roots: list[str]
     source_root: Path | None
+    ptx_dirs: list[Path] = field(default_factory=list)
     found: list[_Found] = field(default_factory=list)
+    _ptx: dict[str, tuple[dict[int, str], list[tuple[int, int, int]]] | None] = field(default_factory=dict)
+    _asm: list[tuple[str, int, str]] | None = None
     _paths: dict[str, str] = field(default_factory=dict)
     _sources: dict[Path, list[str] | None] = field(default_factory=dict)
     _source_bytes: int = 0
@@ -87,6 +104,82 @@ class _Context:
 
     def inside_root(self, path: str) -> bool:
         return bool(self.roots) and not os.path.isabs(self.display_path(path))
+
+    def outside_solution(self, shown: str | None) -> bool:
+        """A displayed path that is not the solution's: outside the source root (absolute, or
+        climbing out of it). PTX and nvcc's other intermediates come from the solution's code."""
+        if not self.roots or shown is None:
+            return False
+        if shown.endswith((".ptx", ".cudafe1.cpp", ".cudafe1.c", ".cudafe1.stub.c", ".ii")):
+            return False
+        return os.path.isabs(shown) or shown == ".." or shown.startswith(".." + os.sep)
+
+    def ptx_source_line(self, ptx_name: str, ptx_line: int) -> tuple[str, int] | None:
+        """(source path, line) of the last .loc at or before `ptx_line`, in a kept copy of the PTX."""
+        name = Path(ptx_name).name
+        if name not in self._ptx:
+            self._ptx[name] = self._read_ptx(name)
+        table = self._ptx[name]
+        if table is None:
+            return None
+        files, locs = table
+        best = None
+        for at, index, line in locs:  # in order of PTX line
+            if at > ptx_line:
+                break
+            best = (index, line)
+        if best is None or best[0] not in files or best[1] <= 0:
+            return None
+        return files[best[0]], best[1]
+
+    def _read_ptx(self, name: str) -> tuple[dict[int, str], list[tuple[int, int, int]]] | None:
+        from kda_mcp.tools.sandbox.files import read_from
+
+        stem = name[: -len(".ptx")]
+        for folder in self.ptx_dirs:
+            candidates = [name]
+            try:
+                candidates += sorted(p.name for p in folder.glob(f"{glob_escape(stem)}.*.ptx"))
+            except OSError:
+                pass
+            for candidate in candidates:
+                try:
+                    data = read_from(folder, candidate, limit=_MAX_PTX_BYTES)
+                except KdaError:
+                    data = None
+                if data is None:
+                    continue
+                files: dict[int, str] = {}
+                locs: list[tuple[int, int, int]] = []
+                for number, text in enumerate(data.decode(errors="replace").splitlines(), start=1):
+                    if ".loc" in text and (loc := _PTX_LOC.match(text)):
+                        locs.append((number, int(loc["index"]), int(loc["line"])))
+                    elif ".file" in text and (declared := _PTX_FILE.match(text)):
+                        files[int(declared["index"])] = declared["path"]
+                if locs:
+                    return files, locs
+        return None
+
+    def inline_asm(self, op: str | None) -> list[str]:
+        """The solution's inline-asm statements (file:line), those naming `op` when given."""
+        if self._asm is None:
+            self._asm = []
+            if self.source_root is not None and self.source_root.is_dir():
+                try:
+                    paths = sorted(p for p in self.source_root.rglob("*") if p.suffix in _ASM_SUFFIXES and p.is_file())[:_MAX_SCAN_FILES]
+                except OSError:
+                    paths = []
+                for path in paths:
+                    lines = self.source_lines(path)
+                    for number, text in enumerate(lines or [], start=1):
+                        if "asm" in text and _INLINE_ASM.search(text):
+                            body = " ".join((lines or [])[number - 1 : number + 7])
+                            self._asm.append((os.path.relpath(path, self.source_root), number, body))
+        wanted = re.compile(rf"(?<![\w.]){re.escape(op)}(?![\w])") if op else None
+        hits = [f"{file}:{line}" for file, line, body in self._asm if wanted is None or wanted.search(body)]
+        if not hits and wanted is not None:
+            hits = [f"{file}:{line}" for file, line, _ in self._asm]
+        return hits[:_MAX_ASM_CANDIDATES]
 
     def clean(self, message: str) -> str:
         message = _strip_tmpxft(message.strip())
@@ -168,18 +261,54 @@ def cap_log(log: str, max_chars: int = MAX_LOG_CHARS) -> tuple[str, int]:
 
 
 def parse_diagnostics(
-    log: str, *, source_root: str | Path | None = None, limit: int = 50, max_chars: int = MAX_LOG_CHARS
+    log: str,
+    *,
+    source_root: str | Path | None = None,
+    limit: int = 50,
+    max_chars: int = MAX_LOG_CHARS,
+    ptx_dirs: Sequence[str | Path] = (),
 ) -> list[Diagnostic]:
     """Errors first, then warnings, then notes, each in log order; duplicates dropped; at most `limit`.
+    Every diagnostic, the solution's or not (solution_diagnostics separates them).
 
     Reads at most `max_chars` of the log (its head and tail, see cap_log); linear in what it reads.
     """
     if limit < 0:
         raise InvalidArgumentError(f"limit must be 0 or more, not {limit}.")
+    ctx = _parse(log, source_root, max_chars, ptx_dirs)
+    return _unique(ctx.found, limit)
+
+
+@dataclass
+class SolutionDiagnostics:
+    diagnostics: list[Diagnostic]
+    outside_solution: int = 0  # distinct warnings and notes from files that are not the solution's
+
+
+def solution_diagnostics(
+    log: str,
+    *,
+    source_root: str | Path,
+    limit: int = 50,
+    max_chars: int = MAX_LOG_CHARS,
+    ptx_dirs: Sequence[str | Path] = (),
+) -> SolutionDiagnostics:
+    """What compile_solution lists: every error, and the warnings and notes of the solution's own
+    files (or of no file); warnings and notes from other files (torch's, CUDA's headers) are only
+    counted, in `outside_solution`."""
+    if limit < 0:
+        raise InvalidArgumentError(f"limit must be 0 or more, not {limit}.")
+    ctx = _parse(log, source_root, max_chars, ptx_dirs)
+    own = [f for f in ctx.found if f[3] == "error" or not ctx.outside_solution(f[0])]
+    outside = {(f[0], f[1], f[4]) for f in ctx.found if f[3] != "error" and ctx.outside_solution(f[0])}
+    return SolutionDiagnostics(diagnostics=_unique(own, limit), outside_solution=len(outside))
+
+
+def _parse(log: str, source_root: str | Path | None, max_chars: int, ptx_dirs: Sequence[str | Path]) -> _Context:
     roots: list[str] = []
     if source_root is not None:
         roots = list(dict.fromkeys((os.path.normpath(os.path.abspath(source_root)), os.path.realpath(source_root))))
-    ctx = _Context(roots=roots, source_root=Path(roots[0]) if roots else None)
+    ctx = _Context(roots=roots, source_root=Path(roots[0]) if roots else None, ptx_dirs=[Path(d) for d in ptx_dirs])
     log, _ = cap_log(log, max_chars)
     if "\x1b" in log:
         log = _ANSI.sub("", log)
@@ -193,16 +322,54 @@ def parse_diagnostics(
                 break
         else:
             i += 1
-    ordered = sorted(ctx.found, key=lambda d: _SEVERITY_RANK[d[3]])  # stable: log order within a rank
+    ctx.found = [_place_ptx(found, ctx) if found[5] == "ptxas" and found[0] and found[0].endswith(".ptx") and found[1] else found for found in ctx.found]
+    return ctx
+
+
+def _unique(found: list[_Found], limit: int) -> list[Diagnostic]:
+    ordered = sorted(found, key=lambda d: _SEVERITY_RANK[d[3]])  # stable: log order within a rank
     unique: dict[tuple[str | None, int | None, str], _Found] = {}
-    for found in ordered:
+    for item in ordered:
         if len(unique) >= limit:
             break
-        unique.setdefault((found[0], found[1], found[4]), found)
+        unique.setdefault((item[0], item[1], item[4]), item)
     return [
         Diagnostic(file=file, line=line, column=column, severity=severity, message=message, tool=tool)
         for file, line, column, severity, message, tool in unique.values()
     ]
+
+
+# --- ptxas errors back to .cu lines ----------------------------------------------------------------
+
+_MAX_PTX_BYTES = 64 * 2**20
+_PTX_FILE = re.compile(r'^\s*\.file\s+(?P<index>\d+)\s+"(?P<path>[^"]+)"')
+_PTX_LOC = re.compile(r"^\s*\.loc\s+(?P<index>\d+)\s+(?P<line>\d+)\s+(?P<col>\d+)")
+_NAMED_INSTRUCTION = re.compile(r"instruction:?\s*'(?P<op>[A-Za-z_][\w.:]*)'")
+_INLINE_ASM = re.compile(r"\b(?:asm|__asm__)\s*(?:volatile\s*|__volatile__\s*)?\(")
+_ASM_SUFFIXES = (".cu", ".cuh", ".h", ".hpp", ".hh", ".cpp", ".cc", ".inl")
+_MAX_ASM_CANDIDATES = 5
+
+
+def _place_ptx(found: _Found, ctx: _Context) -> _Found:
+    """A ptxas diagnostic at a PTX line, moved to the source line the PTX's .loc names when the PTX
+    is at hand; else kept, with what is known about the source line said in the message."""
+    ptx_name, ptx_line, column, severity, message, tool = found
+    assert ptx_name is not None and ptx_line is not None
+    where = f"{Path(ptx_name).name} line {ptx_line}"
+    mapped = ctx.ptx_source_line(ptx_name, ptx_line)
+    if mapped is not None:
+        source, line = mapped
+        return (ctx.display_path(source), line, None, severity, f"{message} (ptxas: {where}; mapped through the PTX's .loc)", tool)
+    if not ctx.ptx_dirs:
+        why = "nvcc does not keep the PTX, so the .cu line is unknown"
+    else:
+        why = "the PTX is not among the build's kept files, so the .cu line is unknown"
+    hint = ""
+    op = _NAMED_INSTRUCTION.search(message)
+    candidates = ctx.inline_asm(op["op"].split(".")[0] if op else None)
+    if candidates:
+        hint = f"; inline asm in the solution{' using ' + repr(op['op'].split('.')[0]) if op else ''}: " + ", ".join(candidates)
+    return (ptx_name, ptx_line, column, severity, f"{message} ({where}: {why}{hint})", tool)
 
 
 def _severity(word: str) -> Severity:

@@ -32,6 +32,15 @@ class SassFacts(Result):
     local_stores: int = Field(default=0, description="STL: writes of thread-local memory.")
     global_loads_by_width: dict[str, int] | None = Field(default=None, description="LDG count by access width in bits.")
     global_stores_by_width: dict[str, int] | None = Field(default=None, description="STG count by access width in bits.")
+    global_loads_by_kind: dict[str, int] | None = Field(
+        default=None,
+        description="LDG count by path: plain (L1 and L2), read-only (LDG...CONSTANT: ld.global.nc, __ldg), "
+        "strong (LDG...STRONG.*: volatile/relaxed/acquire/.cg, skips L1), hinted (an eviction, allocation or prefetch hint).",
+    )
+    global_stores_by_kind: dict[str, int] | None = Field(default=None, description="STG count by path: plain, strong, hinted.")
+    global_cache_hints: dict[str, int] | None = Field(
+        default=None, description="Cache-hint modifiers on LDG/STG, e.g. LDG.EL (evict-last), STG.EF (evict-first), LDG.NA (no L1 allocation), LDG.LTC128B (L2 prefetch)."
+    )
     tma: dict[str, int] | None = Field(default=None, description="Tensor Memory Accelerator and bulk-copy opcodes (UTMALDG, UBLKCP, ...).")
     cp_async: int = Field(default=0, description="LDGSTS: cp.async global->shared copies.")
     shared_loads: int = Field(default=0, description="LDS plus LDSM (ldmatrix).")

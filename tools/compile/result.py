@@ -23,8 +23,13 @@ class CompileResult(Result):
     build_key: str = Field(description="Content hash of sources + spec + target + flags + toolchain.")
     artifact_hash: str | None = Field(default=None, description="sha256 of the built library or kernel binaries.")
     message: str = Field(description="One line: what happened and what to do next.")
-    diagnostics: list[Diagnostic] | None = None
+    diagnostics: list[Diagnostic] | None = Field(
+        default=None, description="Every error, and the warnings and notes of the solution's own files; errors first."
+    )
     diagnostics_omitted: int | None = None
+    diagnostics_outside_solution: int | None = Field(
+        default=None, description="Warnings and notes from files that are not the solution's (torch's or CUDA's headers): counted, not listed."
+    )
     kernels: list[KernelResources] | None = None
     warnings: list[str] | None = None
     log: str | None = Field(default=None, description="Raw build log (tail), when include_log is set.")

@@ -9,6 +9,15 @@ A listing looks like this (cuobjdump 12/13):
 
 Counting works on the opcode's base (the part before the first '.'); instructions guarded by the
 never-true predicate `@!PT` (padding ptxas inserts) and NOPs are not counted.
+
+Global accesses are also told apart by the path they take, from their modifiers:
+
+    LDG.E.128               plain: through L1 and L2
+    LDG.E.128.CONSTANT      read-only (non-coherent) path: ld.global.nc, __ldg, const __restrict__
+    LDG.E.128.STRONG.GPU    strong (coherent, skips L1): ld.volatile, ld.relaxed/acquire, ld.global.cg
+    LDG.E.EF.128            cache-hinted: EF evict-first (.cs, evict_first), EL evict-last, LU last
+                            use, EU evict-unchanged, NA no L1 allocation, EFL2/ELL2/ENL2 L2
+                            eviction priority, LTC64B/LTC128B/LTC256B L2 prefetch size
 """
 
 from __future__ import annotations
@@ -38,6 +47,20 @@ _SHARED_LOADS = {"LDS", "LDSM"}
 _SHARED_STORES = {"STS", "STSM"}
 _NARROW = {"U8": "8", "S8": "8", "U16": "16", "S16": "16"}
 _WIDE = {"64", "128", "256"}
+_READ_ONLY = {"CONSTANT", "CI"}
+_HINTS = {
+    "EF": "evict-first",
+    "EL": "evict-last",
+    "LU": "last use",
+    "EU": "evict-unchanged",
+    "NA": "no L1 allocation",
+    "EFL2": "L2 evict-first",
+    "ELL2": "L2 evict-last",
+    "ENL2": "L2 evict-normal",
+    "LTC64B": "L2 prefetch 64 B",
+    "LTC128B": "L2 prefetch 128 B",
+    "LTC256B": "L2 prefetch 256 B",
+}
 
 DISASSEMBLE_TIMEOUT_S = 60.0
 
@@ -77,6 +100,9 @@ def _facts(instructions: list[tuple[str, list[str]]], arch: str | None) -> SassF
     tma = {op: n for op, n in sorted(bases.items()) if op.startswith(("UTMA", "UBLK"))}
     loads = Counter(_width(mods) for base, mods in instructions if base == "LDG")
     stores = Counter(_width(mods) for base, mods in instructions if base == "STG")
+    load_kinds = Counter(_path(mods) for base, mods in instructions if base == "LDG")
+    store_kinds = Counter(_path(mods) for base, mods in instructions if base == "STG")
+    hints = Counter(f"{base}.{mod}" for base, mods in instructions if base in ("LDG", "STG") for mod in mods if mod in _HINTS)
     facts = SassFacts(
         arch=arch,
         instructions=len(instructions),
@@ -85,6 +111,9 @@ def _facts(instructions: list[tuple[str, list[str]]], arch: str | None) -> SassF
         local_stores=bases[_LOCAL_STORE],
         global_loads_by_width=_by_width(loads),
         global_stores_by_width=_by_width(stores),
+        global_loads_by_kind=_by_kind(load_kinds),
+        global_stores_by_kind=_by_kind(store_kinds),
+        global_cache_hints=dict(sorted(hints.items())) or None,
         tma=tma or None,
         cp_async=bases["LDGSTS"],
         shared_loads=sum(bases[op] for op in _SHARED_LOADS),
@@ -103,6 +132,24 @@ def _width(modifiers: list[str]) -> str:
         if mod in _WIDE:
             return mod
     return "32"
+
+
+def _path(modifiers: list[str]) -> str:
+    """Which path a global access takes: read-only, strong, hinted or plain (first match wins)."""
+    if any(mod in _READ_ONLY for mod in modifiers):
+        return "read-only"
+    if any(mod.startswith("STRONG") or mod in ("SYS", "VOLATILE") for mod in modifiers):
+        return "strong"
+    if any(mod in _HINTS for mod in modifiers):
+        return "hinted"
+    return "plain"
+
+
+_KINDS = ("plain", "read-only", "strong", "hinted")
+
+
+def _by_kind(counts: Counter[str]) -> dict[str, int] | None:
+    return {kind: counts[kind] for kind in _KINDS if counts[kind]} or None
 
 
 def _by_width(counts: Counter[str]) -> dict[str, int] | None:
@@ -132,6 +179,7 @@ def _notes(facts: SassFacts, bases: Counter[str]) -> list[str]:
     for what, widths in (("loads", facts.global_loads_by_width), ("stores", facts.global_stores_by_width)):
         if widths:
             notes.append(_width_note(what, widths))
+    notes += _path_notes(facts)
     if facts.tma:
         kinds = [label for prefix, label in (("UTMALDG", "loads"), ("UTMASTG", "stores")) if prefix in facts.tma]
         if kinds:
@@ -142,6 +190,37 @@ def _notes(facts: SassFacts, bases: Counter[str]) -> list[str]:
         notes.append(f"cp.async global->shared copies (LDGSTS x{facts.cp_async})")
     if bases["LDSM"]:
         notes.append(f"ldmatrix (LDSM x{bases['LDSM']})")
+    return notes
+
+
+def _path_notes(facts: SassFacts) -> list[str]:
+    notes = []
+    loads = facts.global_loads_by_kind or {}
+    total = sum(loads.values())
+    plain, read_only, strong = loads.get("plain", 0), loads.get("read-only", 0), loads.get("strong", 0)
+    if total and read_only == total:
+        notes.append(f"global loads all take the read-only path (LDG...CONSTANT, ld.global.nc) x{read_only}")
+    elif total and read_only:
+        notes.append(
+            f"global loads: {plain + loads.get('hinted', 0)} through L1 (plain or hinted), {read_only} on the read-only path (LDG...CONSTANT)"
+            + (f", {strong} strong" if strong else "")
+            + ": an input the kernel never writes can take the read-only path too (const __restrict__ or __ldg in CUDA); A/B it with compare_solutions"
+        )
+    elif plain:
+        notes.append(
+            f"no global load takes the read-only path ({plain} plain LDG, no LDG...CONSTANT): for inputs the kernel never writes, "
+            "const __restrict__ pointers or __ldg() let ptxas emit ld.global.nc; worth an A/B (compare_solutions)"
+        )
+    if strong:
+        notes.append(
+            f"{strong} strong global load(s) (LDG...STRONG.*: volatile, relaxed/acquire or .cg): they skip L1 and are meant for data other "
+            "threads or blocks write during the kernel; a plain or read-only load is faster otherwise"
+        )
+    strong_stores = (facts.global_stores_by_kind or {}).get("strong", 0)
+    if strong_stores:
+        notes.append(f"{strong_stores} strong global store(s) (STG...STRONG.*): ordered for other threads to see; plain stores are cheaper otherwise")
+    if facts.global_cache_hints:
+        notes.append("cache hints: " + ", ".join(f"{op} x{n} ({_HINTS[op.split('.', 1)[1]]})" for op, n in facts.global_cache_hints.items()))
     return notes
 
 
