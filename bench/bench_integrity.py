@@ -156,7 +156,7 @@ for _ in range(2):
     view = anyio.run(app.jobs.wait, job, 1800)
     seconds.append(round(time.monotonic() - start, 2))
     assert view.status == "succeeded", view
-print(json.dumps({"seconds": seconds, "statuses": [w["status"] for w in view.result["workloads"]]}))
+print(json.dumps({"seconds": seconds, "statuses": [w["status"] for w in view.result["workloads"]], "message": view.result.get("message")}))
 app.jobs.close()
 """
 
@@ -182,7 +182,8 @@ def cost(args: argparse.Namespace) -> dict:
     print(f"{'code':<24} {'first':>7} {'second':>7}")
     print(f"{'this (trusted judge)':<24} {seconds[0]:>7.2f} {seconds[1]:>7.2f}   phases {out['new_phases']}")
     if "old" in out:
-        print(f"{'older checkout':<24} {out['old']['seconds'][0]:>7.2f} {out['old']['seconds'][1]:>7.2f}")
+        print(f"{'older checkout':<24} {out['old']['seconds'][0]:>7.2f} {out['old']['seconds'][1]:>7.2f}   statuses {out['old']['statuses']}")
+    print(f"this code's statuses: {out['new_statuses']}")
     return out
 
 
