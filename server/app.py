@@ -4,7 +4,7 @@ import importlib.metadata
 
 from mcp.server.mcpserver import MCPServer
 
-from kda_mcp.server import catalog, compile, evaluation, integrity, knowledge, ledger, phases, profiling, uris
+from kda_mcp.server import catalog, compile, dashboard, evaluation, integrity, knowledge, ledger, phases, profiling, uris
 from kda_mcp.tools.app import KdaApp
 from kda_mcp.tools.settings import Settings
 
@@ -41,6 +41,7 @@ def build_server(app: KdaApp) -> MCPServer:
     knowledge.register(mcp, app)
     phases.register(mcp, app)
     uris.register(mcp, app)
+    dashboard.register(mcp, app)  # render_chart, and the /ui pages over HTTP
     return mcp
 
 

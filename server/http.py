@@ -2,7 +2,8 @@
 request caps, POST-only /mcp, and (server/connections.py) connection timeouts and a bounded stop.
 
 Anything served over HTTP executes code that clients send, so access is the boundary: every
-request but /health (and the /.well-known/ discovery paths, which 404) needs the token. The
+request but /health (and the /.well-known/ discovery paths, which 404; the dashboard's login form
+and static files) needs the token; /ui pages also take the login's session cookie. The
 middleware order, outermost first: BearerAuth (401), McpMethods (405), RequestLimits (429), then
 the MCP SDK's app (421/403 Host/Origin, 413 body).
 """
@@ -24,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from kda_mcp.server.dashboard import auth as ui_auth
 from kda_mcp.server.connections import (
     DEFAULT_GRACEFUL_STOP_S,
     DEFAULT_HEADER_TIMEOUT_S,
@@ -150,7 +152,7 @@ class BearerAuth:
         app: ASGIApp,
         token: str,
         public_paths: tuple[str, ...] = (HEALTH_PATH,),
-        public_prefixes: tuple[str, ...] = (WELL_KNOWN_PREFIX,),
+        public_prefixes: tuple[str, ...] = (WELL_KNOWN_PREFIX, ui_auth.STATIC_PREFIX),
     ) -> None:
         self.app = app
         self.expected = token.encode()
@@ -162,11 +164,21 @@ class BearerAuth:
         if scope["type"] != "http" or scope["path"] in self.public_paths or scope["path"].startswith(self.public_prefixes):
             await self.app(scope, receive, send)
             return
+        if ui_auth.is_login(scope["path"]):  # the dashboard's login form checks the token itself
+            await ui_auth.login(scope, receive, send, self.expected)
+            return
         supplied = None
         for name, value in scope.get("headers", []):
             if name == b"authorization":
                 supplied = value
                 break
+        if not supplied and ui_auth.is_ui(scope["path"]):  # /ui (only) also takes the login's session cookie
+            if ui_auth.has_session(scope, self.expected):
+                scope["kda_mcp.client"] = self.client_id
+                await self.app(scope, receive, send)
+            else:
+                await ui_auth.refuse(scope, receive, send)
+            return
         if not supplied or not supplied.strip():
             await unauthorized(None, "missing bearer token: this server needs one")(scope, receive, send)
             return
