@@ -4,13 +4,17 @@ the solution's own diagnostics. On literal listings and logs, no nvcc needed."""
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from kda_mcp.tools.capabilities import find_cuda_tool
 from kda_mcp.tools.compile import diagnostics as diagnostics_module
 from kda_mcp.tools.compile.diagnostics import parse_diagnostics
 from kda_mcp.tools.compile.result import CompileResult
-from kda_mcp.tools.compile.sass import summarize_sass
+from kda_mcp.tools.compile.sass import disassemble, summarize_sass
 
 # ---- item 6: plain, read-only and cache-hinted global accesses
 
@@ -64,6 +68,36 @@ def test_sass_facts_tell_read_only_and_hinted_loads_from_plain_ones():
     assert readonly.global_loads_by_kind == {"read-only": 1}
     assert "global loads all take the read-only path (LDG...CONSTANT, ld.global.nc) x1" in readonly.notes
     assert not any("strong" in n or "cache hints" in n for n in readonly.notes)
+
+
+PATHS_CU = """\
+__global__ void paths(const float4* __restrict__ ro, const float4* plain, const float4* hint, float4* out, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float4 a = ro[i];                     // const __restrict__: read-only path
+    float4 b = plain[i];                  // plain
+    float4 c = __ldcs(hint + i);          // evict-first
+    float4 d = __ldcg(hint + n + i);      // .cg: strong, skips L1
+    float4 e = __ldg(plain + n + i);      // read-only path
+    float4 f = __ldlu(hint + 2 * n + i);  // last use
+    float4 r = make_float4(a.x + b.x + c.x + d.x + e.x + f.x, a.y + b.y, a.z + c.z, a.w + d.w);
+    __stcs(out + i, r);                   // evict-first store
+    out[n + i] = r;
+}
+"""
+
+
+@pytest.mark.skipif(find_cuda_tool("nvcc") is None or find_cuda_tool("cuobjdump") is None, reason="needs nvcc and cuobjdump (no GPU)")
+def test_sass_paths_on_a_real_cubin(tmp_path: Path):
+    (tmp_path / "paths.cu").write_text(PATHS_CU)
+    cubin = tmp_path / "paths.cubin"
+    subprocess.run([find_cuda_tool("nvcc"), "-arch=sm_90a", "-cubin", "-O3", "-o", str(cubin), str(tmp_path / "paths.cu")], check=True, timeout=120)
+    [facts] = disassemble(cubin).values()
+    # nvcc 13.0 on sm_90a: ro[i] and __ldg -> LDG...CONSTANT, __ldcg -> LDG.E.STRONG.GPU, __ldcs -> LDG.E.EF, __ldlu -> LDG.E.LU
+    kinds = facts.global_loads_by_kind
+    assert kinds["read-only"] >= 2 and kinds["strong"] >= 1 and kinds["hinted"] >= 2 and kinds["plain"] >= 1
+    assert {"LDG.EF", "LDG.LU", "STG.EF"} <= set(facts.global_cache_hints)
+    assert facts.global_stores_by_kind == {"plain": 1, "hinted": 1}
 
 
 # ---- item 7: a ptxas error in inline PTX, at the .cu line
@@ -260,3 +294,41 @@ def test_errors_from_headers_are_still_listed(tmp_path: Path):
     assert error.severity == "error" and error.file.endswith("c10/util/Optional.h") and "line 14 of kernel.cu" in error.message
     assert parsed.outside_solution == 1
     assert len(parse_diagnostics(log, source_root=src)) == 2  # parse_diagnostics still returns everything
+
+
+# ---- the same, on output captured from nvcc 13.0 (V13.0.88) on this project's build machine
+#
+# tests/fixtures/compile/: inline_ptx_error.cu built with `nvcc -arch=sm_90a -cubin -O3 -lineinfo`
+# (inline_ptx_error.log) and with `-keep -keep-dir KEEP` added (inline_ptx_error.keep.log, and the
+# kept inline_ptx_error.ptx); torch_header_warnings.log is `nvcc -std=c++17 -arch=sm_90a -c` of a
+# .cu including <torch/extension.h> (torch 2.x), with an unused variable at kernel.cu:2. Paths are
+# {SRC}, {KEEP} and {TORCH} placeholders.
+
+CAPTURED = Path(__file__).parent / "fixtures" / "compile"
+
+
+def test_captured_nvcc_ptxas_error_maps_to_the_cu_line(tmp_path: Path):
+    src, keep = tmp_path / "src", tmp_path / "keep"
+    src.mkdir()
+    keep.mkdir()
+    (src / "kernel.cu").write_text((CAPTURED / "inline_ptx_error.cu").read_text())
+    (keep / "kernel.ptx").write_text((CAPTURED / "inline_ptx_error.ptx").read_text().replace("{SRC}", str(src)))
+    kept_log = (CAPTURED / "inline_ptx_error.keep.log").read_text().replace("{KEEP}", str(keep))
+    [error] = diagnostics_module.solution_diagnostics(kept_log, source_root=src, ptx_dirs=[keep]).diagnostics
+    assert (error.file, error.line, error.tool) == ("kernel.cu", 8, "ptxas") and "kernel.ptx line 43" in error.message
+    plain_log = (CAPTURED / "inline_ptx_error.log").read_text()
+    [error] = diagnostics_module.solution_diagnostics(plain_log, source_root=src, ptx_dirs=[keep]).diagnostics
+    assert (error.file, error.line) == ("kernel.cu", 8)  # the kept PTX serves the temporary's name too
+    [error] = diagnostics_module.solution_diagnostics(plain_log, source_root=src).diagnostics
+    assert (error.file, error.line) == ("kernel.ptx", 43) and "kernel.cu:8" in error.message and "unknown" in error.message
+
+
+def test_captured_torch_header_warnings_are_counted(tmp_path: Path):
+    src = tmp_path / "src"
+    src.mkdir()
+    log = (CAPTURED / "torch_header_warnings.log").read_text().replace("{SRC}", str(src)).replace("{TORCH}", TORCH)
+    assert len(parse_diagnostics(log, source_root=src)) == 5
+    parsed = diagnostics_module.solution_diagnostics(log, source_root=src)
+    [own] = parsed.diagnostics
+    assert (own.file, own.line) == ("kernel.cu", 2) and 'variable "unused_here"' in own.message
+    assert parsed.outside_solution == 4  # AutogradState.h 89 and 90, from nvcc's front end and from the host compiler
