@@ -21,7 +21,9 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         annotations=read_only("List attempts"),
         description=(
             "The attempt ledger: every run_benchmark is an attempt (solution hash, parent, passed/total, geomean "
-            "speedups, suspect flag). Filter by definition; 'best' names the best fully passing, unsuspected attempt; "
+            "speedups, suspect flag). Filter by definition; 'best' names the fully passing, unsuspected attempt with the "
+            "lowest own latencies over the workloads and GPU most attempts share, and best_basis says how it was decided "
+            "(and which attempts could not be compared); "
             "lineage_of gives an attempt's ancestry. Recent notes for the definition come along."
         ),
     )

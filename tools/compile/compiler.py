@@ -25,7 +25,7 @@ import anyio.lowlevel
 from flashinfer_bench.data import Definition, Solution, Workload
 
 from kda_mcp.tools.compile.cache import BuildCache, build_key, file_digest
-from kda_mcp.tools.compile.diagnostics import cap_log, parse_diagnostics
+from kda_mcp.tools.compile.diagnostics import cap_log, solution_diagnostics
 from kda_mcp.tools.compile.flags import check_flags, check_includes
 from kda_mcp.tools.compile.models import Diagnostic, KernelResources
 from kda_mcp.tools.compile.ptxas import parse_ptxas_info
@@ -208,7 +208,10 @@ class Compiler:
         log_text = outcome.output.replace(str(source_dir) + "/", "")
         (folder / "build.log").write_text(log_text)
         child = _read_child_result(room)
-        diagnostics, omitted = _sort_diagnostics(await anyio.to_thread.run_sync(lambda: parse_diagnostics(outcome.output, source_root=source_dir)))
+        # The solution's own diagnostics are listed; those of torch's and CUDA's headers only counted.
+        # A ptxas error in inline PTX maps back to its .cu line through the PTX the build kept.
+        parsed = await anyio.to_thread.run_sync(lambda: solution_diagnostics(outcome.output, source_root=source_dir, ptx_dirs=[build_dir / "nvcc-keep"]))
+        diagnostics, omitted = _sort_diagnostics(parsed.diagnostics)
         base = dict(
             solution=solution.name,
             definition=definition.name,
@@ -219,6 +222,7 @@ class Compiler:
             build_key=key,
             diagnostics=diagnostics or None,
             diagnostics_omitted=omitted or None,
+            diagnostics_outside_solution=parsed.outside_solution or None,
         )
         if outcome.timed_out:
             return CompileResult(status="failed", message=f"The build ran past {timeout_s:.0f} s and was stopped; raise timeout_s or simplify the code.", **base)
@@ -310,8 +314,14 @@ class Compiler:
             finally:
                 await anyio.to_thread.run_sync(self.sandbox.clear, [room])
         (folder / "build.log").write_text(outcome.output.replace(str(source_dir) + "/", ""))
-        diagnostics, omitted = _sort_diagnostics(await anyio.to_thread.run_sync(lambda: parse_diagnostics(outcome.output, source_root=source_dir)))
-        base.update(build_seconds=round(outcome.seconds, 2), diagnostics=diagnostics or None, diagnostics_omitted=omitted or None)
+        parsed = await anyio.to_thread.run_sync(lambda: solution_diagnostics(outcome.output, source_root=source_dir))
+        diagnostics, omitted = _sort_diagnostics(parsed.diagnostics)
+        base.update(
+            build_seconds=round(outcome.seconds, 2),
+            diagnostics=diagnostics or None,
+            diagnostics_omitted=omitted or None,
+            diagnostics_outside_solution=parsed.outside_solution or None,
+        )
         kernels, binaries, arch = await anyio.to_thread.run_sync(_triton_kernels, cache_dir)
         base["target"] = arch or target.name
         if outcome.timed_out:

@@ -53,6 +53,14 @@ def _dependency_flags(dependencies: list[str]) -> tuple[list[str], list[str]]:
     return includes, ldflags
 
 
+def _keep(job: dict[str, Any]) -> list[str]:
+    """Keep nvcc's intermediate files (the PTX above all): a ptxas error in inline PTX names a
+    .ptx line, and the PTX's .loc directives map it back to the .cu line the agent wrote."""
+    keep = Path(job["build_dir"]) / "nvcc-keep"
+    keep.mkdir(parents=True, exist_ok=True)
+    return ["-keep", f"-keep-dir={keep}"]
+
+
 def _build_tvm_ffi(job: dict[str, Any], sources: list[Path]) -> str:
     # tvm-ffi finds the toolkit from CUDA_HOME, else from nvcc's folder, which is wrong when nvcc
     # on PATH is a wrapper script (/usr/local/bin/nvcc): pin it to the real toolkit.
@@ -68,7 +76,7 @@ def _build_tvm_ffi(job: dict[str, Any], sources: list[Path]) -> str:
         cuda_files=[str(s) for s in sources if s.suffix in CUDA_SUFFIXES],
         extra_cflags=["-O3"],
         # nvcc already optimizes device code fully (ptxas -O3); a second -O flag only draws a warning.
-        extra_cuda_cflags=["-lineinfo", "-Xptxas=-v", *job["extra_flags"]],
+        extra_cuda_cflags=["-lineinfo", "-Xptxas=-v", *_keep(job), *job["extra_flags"]],
         extra_ldflags=ldflags,
         extra_include_paths=[job["source_dir"], *includes],
         build_directory=job["build_dir"],
@@ -88,7 +96,7 @@ def _build_torch(job: dict[str, Any], sources: list[Path]) -> str:
         name=job["package"],
         sources=[str(s) for s in sources if s.suffix in CUDA_SUFFIXES | CPP_SUFFIXES],
         extra_cflags=["-O3"],
-        extra_cuda_cflags=["-O3", "-lineinfo", "-Xptxas=-v", *job["extra_flags"]],
+        extra_cuda_cflags=["-O3", "-lineinfo", "-Xptxas=-v", *_keep(job), *job["extra_flags"]],
         extra_ldflags=ldflags,
         extra_include_paths=[job["source_dir"], *includes],
         build_directory=job["build_dir"],
@@ -118,6 +126,7 @@ def _analyse_only(job: dict[str, Any], sources: list[Path], *, torch_includes: b
             "-std=c++17",
             "-O3",
             "-lineinfo",
+            *_keep(job),
             "-Xptxas=-v",
             *job["extra_flags"],
             *(f"-I{p}" for p in includes),

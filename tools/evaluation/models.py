@@ -27,7 +27,7 @@ class BenchmarkConfig(BaseModel):
     workload_timeout_s: float = Field(default=120, ge=1, le=3600, description="A call that runs longer is stopped: TIMEOUT.")
     memory_limit_gb: float | None = Field(default=None, gt=0, description="Host memory a solution process may use (default: half of RAM).")
     force_cuda_events: bool = Field(default=False, description="Have the executor report CUDA events instead of CUPTI (labelled fallback).")
-    floor_factor: float = Field(default=0.8, gt=0, le=1, description="Flag times below this fraction of the bytes/bandwidth floor.")
+    floor_factor: float = Field(default=0.8, gt=0, le=1, description="Flag times below this fraction of floor_us (0.8: over 1.25x the best copy bandwidth).")
     speedup_ceiling: float = Field(default=100.0, gt=1, description="Flag speedups above this (over the reference or the baseline) for review.")
 
     def timing(self) -> dict[str, int | float | None]:
@@ -79,7 +79,7 @@ class WorkloadResult(Result):
     reference_us: float | None = None
     baseline_us: float | None = None
     speedup: Speedups | None = None
-    floor_us: float | None = Field(default=None, description="Bytes that must move / measured copy bandwidth.")
+    floor_us: float | None = Field(default=None, description="Bytes that must move / the best copy bandwidth recorded for this GPU and memory clock; flagged under floor_factor x floor_us.")
     suspect: bool | None = Field(default=None, description="True when a check flagged this result: speedups are withheld.")
     findings: list[Finding] | None = None
     log: str | None = None

@@ -6,41 +6,43 @@ from kda_mcp.tools.app import KdaApp
 from kda_mcp.tools.errors import KdaError
 from kda_mcp.tools.jobs import JobContext
 from kda_mcp.tools.profile.operation import pick_workload
-from kda_mcp.tools.sanitize.parse import SanitizeResult, sanitize
+from kda_mcp.tools.sanitize.parse import SanitizeResult
 from kda_mcp.tools.solution import SolutionInput, resolve_input
 
 
-def submit_sanitize(app: KdaApp, given: SolutionInput, *, tool: str = "memcheck", workload: str | None = None, include_log: bool = False, timeout_s: float = 600) -> str:
+def submit_sanitize(
+    app: KdaApp, given: SolutionInput, *, tool: str = "memcheck", workload: str | None = None, include_log: bool = False, timeout_s: float = 600, gpu_kind: str | None = None
+) -> str:
     solution, definition = resolve_input(app, given)
     chosen = pick_workload(app, definition, workload, default="smallest")
-    app.gpus.require("sanitize_solution")
+    app.executor.require("sanitize_solution", gpu_kind)
 
     async def work(job: JobContext) -> dict:
-        built = await app.evaluator.build(solution, definition, app.target(None), app.settings.dataset_path)
+        built = await app.evaluator.build(solution, definition, app.target(None, gpu_kind), app.settings.dataset_path)
         if built.error:
             raise KdaError(f"The solution did not build: {built.error} Call compile_solution for the diagnostics.")
-        async with app.gpus.lease(f"sanitize_solution {solution.name}") as lease:
-            job.on_gpu(lease.gpu)
-            job.progress(0, 1, f"compute-sanitizer --tool {tool}")
-            issues, summary, output, seconds = await sanitize(
-                tool=tool,  # type: ignore[arg-type]
-                solution=solution,
-                definition=definition,
-                workload=chosen,
-                built=built,
-                dataset_root=app.settings.dataset_path,
-                lease=lease,
-                sandbox=app.sandbox,
-                timeout_s=timeout_s,
-            )
+        issues, summary, output, seconds = await app.executor.sanitize(
+            progress=job.progress,
+            on_gpu=job.on_gpu,
+            purpose=f"sanitize_solution {solution.name}",
+            kind=gpu_kind,
+            tool=tool,
+            solution=solution,
+            definition=definition,
+            workload=chosen,
+            built=built,
+            dataset_root=app.settings.dataset_path,
+            timeout_s=timeout_s,
+        )
         clean = not issues
         first = issues[0] if issues else None
         message = (
             f"{tool}: no problems found in one call on workload {chosen.uuid[:8]}."
             if first is None
-            else f"{tool}: {sum(i.count for i in issues)} report(s) in {len(issues)} group(s); first: {first.kind}"
+            else f"{tool}: {sum(i.count for i in issues)} {'hazard(s)' if tool == 'racecheck' else 'report(s)'} in {len(issues)} group(s); first: {first.kind}"
             + (f" in {first.kernel}" if first.kernel else "")
             + (f" at {first.file}:{first.line}" if first.file else "")
+            + (f" and {first.second_file}:{first.second_line}" if getattr(first, "second_file", None) else "")
             + "."
         )
         result = SanitizeResult(
