@@ -10,6 +10,7 @@ from flashinfer_bench.data import Definition, Solution
 
 from kda_mcp.tools.app import KdaApp
 from kda_mcp.tools.errors import InvalidArgumentError, not_found
+from kda_mcp.tools.evaluation import input_rules
 from kda_mcp.tools.evaluation.models import BenchmarkConfig, BenchmarkResult
 from kda_mcp.tools.evaluation.policy import Policy
 from kda_mcp.tools.evaluation.report import assemble, compile_error
@@ -67,6 +68,7 @@ def plan_benchmark(
         mutable_inputs=list(extras.get("mutable_inputs", [])),
         floor_check=bool(extras.get("floor_check", True)),
         policy=Policy.model_validate(extras.get("policy") or {}),
+        input_rules=input_rules.resolve(definition, extras),  # the definition's, else the embedded definition's of that name
     )
 
 

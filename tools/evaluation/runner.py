@@ -54,6 +54,7 @@ class Plan:
     mutable_inputs: list[str] = field(default_factory=list)
     floor_check: bool = True
     policy: Policy = field(default_factory=Policy)
+    input_rules: dict[str, Any] | None = None  # None: the judge resolves them from the dataset
 
 
 @dataclass
@@ -187,6 +188,7 @@ class Evaluator:
             mutable_inputs=plan.mutable_inputs,
             dataset_root=str(plan.dataset_root),
             config=plan.config.model_dump(),
+            input_rules=plan.input_rules,
         )
 
         async def start_judge() -> None:

@@ -1,6 +1,8 @@
 """The inputs of one workload, as the judge makes them: random ones from a seed, blobs loaded once,
 scalars fixed for the workload (so a scalar drawn at random is the same in every call and in the
-reference), laid out in GPU memory shared with an executor, and the reference's outputs for them.
+reference), constrained inputs (indices, lengths, block tables, offsets) valid by the definition's
+input rules (input_rules.py), laid out in GPU memory shared with an executor, and the reference's
+outputs for them.
 
 Trusted code; imported by the judge only.
 """
@@ -14,16 +16,25 @@ from typing import Any
 
 class InputMaker:
     """Inputs of one workload: random ones from a seed, blobs loaded once, scalars fixed for the
-    workload (so a scalar drawn at random is the same in every call and in the reference)."""
+    workload (so a scalar drawn at random is the same in every call and in the reference), ruled
+    inputs valid (per call, or once per workload where the rule says so).
+
+    The rules are the judge spec's `input_rules` when the orchestrator sent them, else resolved
+    from the dataset (the definition's own, or the embedded definition's of the same name)."""
 
     def __init__(self, judge: Any, workload: Any) -> None:
         import torch
         from flashinfer_bench.bench.utils import load_safetensors
 
+        from kda_mcp.tools.evaluation import input_rules
+
         self.judge = judge
         self.torch = torch
         self.workload = workload
         definition = judge.definition
+        sent = getattr(getattr(judge, "spec", None), "input_rules", None)
+        self.rules = dict(sent) if sent is not None else input_rules.resolve(definition, dataset_root=judge.dataset_root)
+        self.fixed: dict[str, Any] = {}  # per-workload values of ruled inputs
         self.blobs = None
         if any(spec.type == "safetensors" for spec in workload.inputs.values()):
             self.blobs = {k: v.to(judge.device) for k, v in load_safetensors(definition, workload, judge.dataset_root).items()}
@@ -35,8 +46,11 @@ class InputMaker:
     def _generate(self, seed: int) -> list[Any]:
         from flashinfer_bench.bench.utils import gen_inputs
 
+        from kda_mcp.tools.evaluation import input_rules
+
         self.torch.manual_seed(seed)
-        return gen_inputs(self.judge.definition, self.workload, str(self.judge.device), safe_tensors=self.blobs)
+        values = gen_inputs(self.judge.definition, self.workload, str(self.judge.device), safe_tensors=self.blobs)
+        return input_rules.apply(self.judge.definition, self.workload, values, self.rules, seed=seed, device=self.judge.device, fixed=self.fixed)
 
     def make(self, seed: int) -> list[Any]:
         values = self._generate(seed)

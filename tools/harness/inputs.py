@@ -1,7 +1,9 @@
 """Inputs and outputs for one call, generated the same way in every process that needs them.
 
 Generation is seeded, so the reference process and the solution process can each make the
-same inputs without ever sharing memory.
+same inputs without ever sharing memory. Inputs a definition constrains (indices, lengths, block
+tables, offsets; see tools/evaluation/input_rules.py) are drawn valid, and scalars come as their
+declared dtype, the same way the judge makes them.
 """
 
 from __future__ import annotations
@@ -15,13 +17,28 @@ from flashinfer_bench.data import Definition, Workload
 from flashinfer_bench.utils import dtype_str_to_torch_dtype
 
 
-def make_inputs(definition: Definition, workload: Workload, *, seed: int, device: str, dataset_root: Path | None) -> list[Any]:
-    """Inputs in definition order: random ones from `seed`, scalars and blobs from the workload."""
+def make_inputs(
+    definition: Definition,
+    workload: Workload,
+    *,
+    seed: int,
+    device: str,
+    dataset_root: Path | None,
+    rules: dict[str, Any] | None = None,
+) -> list[Any]:
+    """Inputs in definition order: random ones from `seed`, scalars and blobs from the workload,
+    ruled inputs valid. `rules` are the definition's input rules; None resolves them from the
+    dataset at `dataset_root` (the definition's own, else the embedded definition's of that name)."""
+    from kda_mcp.tools.evaluation import input_rules
+
+    if rules is None:
+        rules = input_rules.resolve(definition, dataset_root=dataset_root)
     blobs = None
     if any(spec.type == "safetensors" for spec in workload.inputs.values()):
         blobs = load_safetensors(definition, workload, dataset_root)
     torch.manual_seed(seed)
-    return gen_inputs(definition, workload, device, safe_tensors=blobs)
+    values = gen_inputs(definition, workload, device, safe_tensors=blobs)
+    return input_rules.apply(definition, workload, values, rules, seed=seed, device=device)
 
 
 def poison_value(dtype: torch.dtype) -> float | int | bool:

@@ -41,6 +41,7 @@ class JudgeSpec(ChildSpec):
     mutable_inputs: list[str] = Field(default_factory=list)
     dataset_root: str
     config: dict[str, Any]
+    input_rules: dict[str, Any] | None = Field(default=None, description="Valid ranges of constrained inputs (tools/evaluation/input_rules.py); None: resolved from the dataset.")
 
 
 class CudaBuildSpec(ChildSpec):
@@ -70,6 +71,7 @@ class JitBuildSpec(ChildSpec):
     dataset_root: str
     result_path: str
     seed: int = 0
+    input_rules: dict[str, Any] | None = None  # None: make_inputs resolves them from the dataset
 
 
 class CallSpec(ChildSpec):
@@ -84,6 +86,7 @@ class CallSpec(ChildSpec):
     dataset_root: str
     seed: int = 0
     warmup: int = 2
+    input_rules: dict[str, Any] | None = None  # None: make_inputs resolves them from the dataset
 
 
 S = TypeVar("S", bound=ChildSpec)
