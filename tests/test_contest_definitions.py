@@ -391,6 +391,21 @@ def test_an_official_definition_without_rules_borrows_ours_where_they_fit(tmp_pa
     assert input_rules.resolve(Definition.model_validate(raw(GDN_DECODE) | {"name": "unknown_def"}), extras={}) == {}
 
 
+def test_embedded_extras_lend_kda_keys_to_an_official_copy_with_the_same_interface():
+    official = raw(MOE)
+    for key in ("tolerance", "policy", "floor_check", "input_rules"):
+        official.pop(key)
+    lent = input_rules.embedded_extras(Definition.model_validate(official))
+    assert lent["tolerance"] == {"atol": 1.0, "rtol": 0.3, "required_matched_ratio": 0.9}
+    assert lent["floor_check"] is False and "local_expert_offset" in lent["input_rules"]
+    changed = copy.deepcopy(official)
+    changed["axes"]["hidden_size"]["value"] = 4096
+    assert input_rules.embedded_extras(Definition.model_validate(changed)) == {}
+    renamed = copy.deepcopy(official)
+    renamed["outputs"] = {"out": renamed["outputs"]["output"]}
+    assert input_rules.embedded_extras(Definition.model_validate(renamed)) == {}
+
+
 def test_the_judge_input_maker_uses_rules_and_fixes_per_workload_values():
     """InputMaker (the judge's) on a small indexer: rules from the spec, valid inputs every call,
     the per-workload lengths the same in every call, and the reference computed on them."""

@@ -257,6 +257,38 @@ def borrowed(definition: Any) -> dict[str, Any]:
     return fitting
 
 
+KDA_KEYS = ("tolerance", "policy", "floor_check", "mutable_inputs", RULE_KEY)
+
+
+def embedded_extras(definition: Any) -> dict[str, Any]:
+    """kda-mcp's own keys (tolerance, policy, floor_check, mutable_inputs, input_rules) of the embedded
+    definition of the same name, when its interface is the same: input and output names, shapes and
+    dtypes, and constant axes. For a dataset loader that wants an official definition, which carries
+    none of these, to be measured as kda-mcp's copy of it is (the MoE's 90%-matched tolerance)."""
+    from kda_mcp.resources import sample_dataset_path
+
+    raw = _raw_definition(str(sample_dataset_path()), definition.name)
+    if not raw:
+        return {}
+    try:
+        from flashinfer_bench.data import Definition
+
+        ours = Definition.model_validate(raw)
+    except Exception:  # noqa: BLE001 - an unreadable embedded file lends nothing
+        return {}
+    if _interface(ours) != _interface(definition):
+        return {}
+    return {k: raw[k] for k in KDA_KEYS if k in raw}
+
+
+def _interface(definition: Any) -> tuple[Any, ...]:
+    def tensors(specs: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
+        return [(n, s.shape, _dtype_name(s)) for n, s in specs.items()]
+
+    consts = {n: a.value for n, a in definition.axes.items() if getattr(a, "type", None) == "const"}
+    return tensors(definition.inputs), tensors(definition.outputs), consts
+
+
 @functools.lru_cache(maxsize=64)
 def _raw_definition(root: str, name: str) -> dict[str, Any] | None:
     """The JSON object of definition `name` under `root`/definitions (by file name, else by scanning)."""
