@@ -445,7 +445,8 @@ def test_the_judge_lays_out_and_checks_small_variants_of_every_definition(name):
     inputs, references that differ between seeds."""
     from kda_mcp.tools.evaluation.workload_inputs import InputMaker
 
-    definition, workload, rules = small(name, SMALL[name], SMALL_AXES[name])
+    blob = {"routing_bias": raw_workload(MOE)["inputs"]["routing_bias"]} if name == MOE else None  # the judge's blob path too
+    definition, workload, rules = small(name, SMALL[name], SMALL_AXES[name], inputs=blob)
     namespace = reference_of(definition)
 
     class FakeJudge:
@@ -466,6 +467,8 @@ def test_the_judge_lays_out_and_checks_small_variants_of_every_definition(name):
     assert [spec[2] for spec in maker.output_specs()] == [list(s) for s in shapes]
     a, b = maker.make(21), maker.make(21)
     assert all(torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y for x, y in zip(a, b))
+    if blob:
+        assert maker.blobs and torch.equal(a[list(definition.inputs).index("routing_bias")], maker.blobs["routing_bias"])
     outputs = maker.reference(21)
     assert [list(o.shape) for o in outputs] == [list(s) for s in shapes]
     assert maker.references_differ([21, 22])
