@@ -41,6 +41,27 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--sandbox-user", metavar="NAME", help="base name of the sandbox users (default: $KDA_SANDBOX_USER or kda-sandbox)")
 
 
+def _add_executor_options(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_argument_group("where GPU work runs")
+    where.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        help="local = this machine's GPUs; ray = a Ray cluster's: benchmarks, profiles and sanitizer runs become Ray tasks "
+        "of one GPU each, on the nodes of the GPU kind asked for (needs pip install 'kda-mcp[ray]') (default: $KDA_EXECUTOR or local)",
+    )
+    where.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --executor ray: the cluster to join, 'auto' (this machine is a node of it) or ray://HEAD:10001 (default: $KDA_RAY_ADDRESS or auto)",
+    )
+    where.add_argument(
+        "--gpu-kind",
+        metavar="KIND",
+        help="with --executor ray: the GPU kind (nodes advertise the resource gpu_<kind>, e.g. h200) jobs run on when the caller names none "
+        "(default: $KDA_GPU_KIND, else the cluster's only kind)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kda-mcp", description="MCP server with the tools of a GPU-kernel optimization loop.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the MCP server (stdio by default)", description="Run the MCP server, over stdio (the client starts it) or Streamable HTTP.")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     _add_data_options(serve)
+    _add_executor_options(serve)
     http = serve.add_argument_group("HTTP (with --http)")
     http.add_argument("--http", action="store_true", help="serve Streamable HTTP instead of stdio")
     http.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
@@ -63,8 +85,16 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="print what this machine can do (GPUs, toolchain, dataset, wiki)")
     _add_data_options(doctor)
+    _add_executor_options(doctor)
     doctor.add_argument("--http", action="store_true", help="resolve defaults as 'serve --http' does (its workspace is under the state dir)")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser(
+        "node-resources",
+        help="print this machine's GPU kind resource for `ray start --resources` (a Ray worker node of kda-mcp)",
+        description="Print the Ray resources a kda-mcp GPU node advertises, e.g. {\"gpu_h200\": 8}: "
+        "ray start --address HEAD:6379 --num-gpus 8 --resources \"$(kda-mcp node-resources)\"",
+    )
     return parser
 
 
@@ -92,7 +122,24 @@ def _settings(args: argparse.Namespace) -> Settings:
         shared=bool(getattr(args, "http", False)),  # a server for many clients gets a workspace of its own
         sandbox=args.sandbox,
         sandbox_user=args.sandbox_user,
+        executor=getattr(args, "executor", None),
+        ray_address=getattr(args, "ray_address", None),
+        gpu_kind=getattr(args, "gpu_kind", None),
     )
+
+
+def _check_executor(settings: Settings) -> None:
+    """Refuse at start what cannot work: Ray options without the Ray executor, or Ray not installed."""
+    from kda_mcp.tools.errors import UnavailableError
+    from kda_mcp.tools.executors import ray_missing
+
+    if settings.executor != "ray":
+        if settings.ray_address or settings.gpu_kind:
+            raise UnavailableError("--ray-address and --gpu-kind (or KDA_RAY_ADDRESS, KDA_GPU_KIND) only apply with --executor ray.")
+        return
+    missing = ray_missing()
+    if missing:
+        raise UnavailableError(missing)
 
 
 def _not_dumpable() -> None:
@@ -112,8 +159,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     _not_dumpable()
     settings = _settings(args)
+    _check_executor(settings)
     mcp, app = create_app(settings)
     app.dataset()  # fail at start, with the file named, rather than on the first call
+    if settings.executor == "ray":  # join the cluster now, so a wrong address fails here and not on the first job
+        cluster = app.executor.describe()
+        if not cluster.connected:
+            raise KdaError(cluster.error or f"could not join the Ray cluster at {cluster.address}")
+        kinds = ", ".join(f"{k.kind} x{k.gpus}" for k in cluster.kinds) or "no GPU kinds yet"
+        log.info("GPU work runs on the Ray cluster at %s: %d node(s), %s", cluster.address, sum(n.alive for n in cluster.nodes), kinds)
     threading.Thread(target=_warm_wiki, args=(app,), name="wiki-warmup", daemon=True).start()
     stopper = Stopper(app)
 
@@ -267,6 +321,7 @@ def _doctor(args: argparse.Namespace) -> int:
     from kda_mcp.tools.app import KdaApp
 
     settings = _settings(args)
+    _check_executor(settings)
     app = KdaApp(settings)
     caps = app.capabilities()
     report = caps.model_dump(mode="json", exclude_none=True)
@@ -276,6 +331,7 @@ def _doctor(args: argparse.Namespace) -> int:
         "cache_dir": str(settings.cache_dir),
         "sandbox": settings.sandbox,
         "sandbox_user": settings.sandbox_user,
+        "executor": settings.executor,
     }
     try:
         dataset = app.dataset()
@@ -301,6 +357,21 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_resources() -> int:
+    """{"gpu_<kind>": count} for this machine's GPUs, the resources its `ray start` advertises."""
+    from collections import Counter
+
+    from kda_mcp.tools.capabilities import probe_gpus
+    from kda_mcp.tools.executors import kind_of, resource_of
+
+    gpus, _, note = probe_gpus()
+    if not gpus:
+        print(f"kda-mcp: no GPU here to advertise ({note})", file=sys.stderr)
+        return 2
+    print(json.dumps(dict(Counter(resource_of(kind_of(gpu.name)) for gpu in gpus))))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Logs go to stderr: in stdio mode stdout carries nothing but the protocol.
@@ -312,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "node-resources":
+            return _node_resources()
         return _doctor(args)
     except KdaError as exc:
         print(f"kda-mcp: {exc}", file=sys.stderr)

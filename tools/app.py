@@ -18,6 +18,7 @@ from kda_mcp.tools.compile.compiler import Compiler
 from kda_mcp.tools.compile.targets import Target, default_target, parse_target
 from kda_mcp.tools.dataset import Dataset
 from kda_mcp.tools.evaluation.runner import Evaluator
+from kda_mcp.tools.executors import Executor, make_executor
 from kda_mcp.tools.gpus import GpuPool
 from kda_mcp.tools.jobs import JobRunner
 from kda_mcp.tools.ledger import Ledger
@@ -60,16 +61,25 @@ class KdaApp:
             dataset=str(self.settings.dataset_path),
             dataset_embedded=self.settings.dataset_is_embedded,
             wiki_roots=["bundled", *(str(p) for p in self.settings.wiki_paths)],
+            executor=self.settings.executor,
         )
 
     def capabilities(self, *, refresh: bool = False) -> Capabilities:
         found = self._capabilities.get(refresh=refresh)
-        return found.model_copy(update={"isolation": self.sandbox.describe(), "workspaces": [str(p) for p in self.settings.workspaces]})
+        update = {"isolation": self.sandbox.describe(), "workspaces": [str(p) for p in self.settings.workspaces]}
+        if self.settings.executor != "local":
+            update["cluster"] = self.executor.describe()  # live: nodes come and go, queues move
+        return found.model_copy(update=update)
 
-    def target(self, arch: str | None) -> Target:
-        """The build target the caller named, else this machine's first GPU's (sm_90a without one)."""
+    def target(self, arch: str | None, kind: str | None = None) -> Target:
+        """The build target the caller named, else that of the GPUs the job will run on (the
+        executor's, for a kind of a cluster), else this machine's first GPU's (sm_90a without one)."""
         if arch:
             return parse_target(arch)
+        if self.settings.executor != "local":
+            found = self.executor.target(kind)
+            if found is not None:
+                return found
         gpus = self.capabilities().gpus
         return default_target(gpus[0].compute_capability if gpus else None)
 
@@ -104,6 +114,13 @@ class KdaApp:
     @cached_property
     def sandbox(self) -> Sandbox:
         return Sandbox.configure(self.settings.sandbox, self.settings.runtime_dir, self.settings.sandbox_user)
+
+    @cached_property
+    def executor(self) -> Executor:
+        """Where GPU work runs (tools/executors): this machine's GPUs, or a Ray cluster's."""
+        executor = make_executor(self)
+        self.jobs.on_close(executor.aclose)
+        return executor
 
     @cached_property
     def evaluator(self) -> Evaluator:

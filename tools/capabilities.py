@@ -47,6 +47,36 @@ class CounterAccess(Result):
     reason: str
 
 
+class ClusterKind(Result):
+    kind: str = Field(description="A GPU kind, e.g. 'h200': nodes advertise it as the Ray resource gpu_<kind>.")
+    gpus: int = Field(description="GPUs of this kind on the alive nodes.")
+    free: int = Field(description="Of those, not held by any Ray task now.")
+    nodes: int
+    queued: int = Field(description="This server's jobs waiting for a GPU of this kind.")
+    running: int = Field(description="This server's jobs running on a GPU of this kind.")
+    models: list[str] | None = Field(default=None, description="GPU models found on its nodes (nvidia-smi), with their arch.")
+
+
+class ClusterNode(Result):
+    node_id: str
+    address: str
+    alive: bool
+    kinds: dict[str, int] = Field(description="GPU kind -> GPUs this node offers.")
+    gpus: int
+    cpus: int
+
+
+class ClusterInfo(Result):
+    """The Ray cluster GPU work runs on (executor 'ray')."""
+
+    address: str
+    connected: bool
+    error: str | None = None
+    default_kind: str | None = Field(default=None, description="The kind a job runs on when the caller names none.")
+    kinds: list[ClusterKind] = Field(default_factory=list)
+    nodes: list[ClusterNode] = Field(default_factory=list)
+
+
 class Capabilities(Result):
     gpus: list[GpuInfo]
     gpu_note: str | None = None
@@ -63,13 +93,14 @@ class Capabilities(Result):
     dataset: str
     dataset_embedded: bool
     wiki_roots: list[str]
-    executor: str
+    executor: str = Field(description="Where GPU work runs: 'local' (this machine's GPUs) or 'ray' (a Ray cluster's; see cluster).")
+    cluster: ClusterInfo | None = Field(default=None, description="With executor 'ray': nodes, GPU kinds and counts, this server's queue per kind.")
     isolation: dict[str, str] | None = Field(default=None, description="How untrusted code (solutions, builds, profiles) is kept from the server and the judge.")
     workspaces: list[str] | None = Field(default=None, description="Folders pack_solution, unpack_solution and solution paths may use.")
     probed_at: str
 
 
-_PACKAGES = ("torch", "triton", "flashinfer-bench", "mcp", "cuda-python", "cupti-python", "ncu-report", "whoosh-reloaded")
+_PACKAGES = ("torch", "triton", "flashinfer-bench", "mcp", "cuda-python", "cupti-python", "ncu-report", "whoosh-reloaded", "ray")
 
 
 def _run(cmd: list[str], timeout: float = PROBE_TIMEOUT_S) -> str | None:

@@ -27,6 +27,10 @@ class Settings:
     cache_dir: things that can be rebuilt (the wiki index, build outputs).
     workspaces: folders the tools may read and write (starter kits, packed solutions).
     runtime_dir: per-job private folders of sandboxed processes (reachable by the sandbox user).
+    executor: where GPU work runs: 'local' (this machine's GPUs) or 'ray' (a Ray cluster's, tools/executors).
+    ray_address: the cluster to join with executor 'ray': 'auto' (this machine is a node) or ray://host:10001.
+    gpu_kind: the GPU kind (the Ray resource gpu_<kind> its nodes advertise) a job runs on when the
+      caller names none; unset, the cluster's only kind. Results are only compared within one kind.
     """
 
     dataset_path: Path
@@ -38,6 +42,9 @@ class Settings:
     runtime_dir: Path = field(default_factory=lambda: _runtime_dir())
     sandbox: str = "auto"  # auto | user | none: how untrusted code is isolated (tools/sandbox)
     sandbox_user: str = "kda-sandbox"  # base name of the unprivileged users untrusted code runs as
+    executor: str = "local"  # local | ray
+    ray_address: str | None = None
+    gpu_kind: str | None = None
 
     @classmethod
     def resolve(
@@ -52,6 +59,9 @@ class Settings:
         sandbox: str | None = None,
         sandbox_user: str | None = None,
         runtime_dir: str | os.PathLike[str] | None = None,
+        executor: str | None = None,
+        ray_address: str | None = None,
+        gpu_kind: str | None = None,
     ) -> Settings:
         """Flags win over environment variables, which win over the embedded defaults."""
         chosen = dataset or os.environ.get("FIB_DATASET_PATH")
@@ -77,6 +87,9 @@ class Settings:
             runtime_dir=Path(runtime_dir) if runtime_dir else defaults.runtime_dir,
             sandbox=sandbox or os.environ.get("KDA_SANDBOX") or "auto",
             sandbox_user=sandbox_user or os.environ.get("KDA_SANDBOX_USER") or "kda-sandbox",
+            executor=executor or os.environ.get("KDA_EXECUTOR") or "local",
+            ray_address=ray_address or os.environ.get("KDA_RAY_ADDRESS") or None,
+            gpu_kind=gpu_kind or os.environ.get("KDA_GPU_KIND") or None,
         )
 
 

@@ -48,6 +48,7 @@ def plan_benchmark(
     baseline: str | None = None,
     config: BenchmarkConfig | None = None,
     arch: str | None = None,
+    gpu_kind: str | None = None,
 ) -> Plan:
     solution, definition = resolve_input(app, given)
     check_signature(solution, definition)
@@ -64,7 +65,7 @@ def plan_benchmark(
         baseline=choose_baseline(app, definition, baseline),
         config=config or BenchmarkConfig(),
         dataset_root=app.settings.dataset_path,
-        target=app.target(arch),
+        target=app.target(arch, gpu_kind),
         mutable_inputs=list(extras.get("mutable_inputs", [])),
         floor_check=bool(extras.get("floor_check", True)),
         policy=Policy.model_validate(extras.get("policy") or {}),
@@ -72,7 +73,7 @@ def plan_benchmark(
     )
 
 
-async def run(app: KdaApp, plan: Plan, *, progress: Progress, on_gpu: Callable[[int], None]) -> BenchmarkResult:
+async def run(app: KdaApp, plan: Plan, *, progress: Progress, on_gpu: Callable[[int], None], gpu_kind: str | None = None) -> BenchmarkResult:
     """Build the candidate (and baseline), then measure candidate, reference and baseline together."""
     started = time.monotonic()
     progress(0, len(plan.workloads) + 1, "building")
@@ -88,17 +89,17 @@ async def run(app: KdaApp, plan: Plan, *, progress: Progress, on_gpu: Callable[[
         else:
             sides.append(SidePlan("baseline", baseline))
     built_s = time.monotonic() - started
-    measurement = await evaluator.measure(sides, plan, plan.config.timing(), progress=progress, on_gpu=on_gpu, purpose=f"run_benchmark {plan.solution.name}")
+    measurement = await app.executor.measure(sides, plan, plan.config.timing(), progress=progress, on_gpu=on_gpu, purpose=f"run_benchmark {plan.solution.name}", kind=gpu_kind)
     measurement.phases = {"build": round(built_s, 2), **measurement.phases}
-    return assemble(plan, measurement, app.sandbox.describe())
+    return assemble(plan, measurement, app.executor.isolation(measurement))
 
 
-def submit_benchmark(app: KdaApp, plan: Plan, *, parent_attempt: str | None = None) -> str:
+def submit_benchmark(app: KdaApp, plan: Plan, *, parent_attempt: str | None = None, gpu_kind: str | None = None) -> str:
     app.ledger.check_parent(parent_attempt)
-    app.gpus.require("run_benchmark")
+    app.executor.require("run_benchmark", gpu_kind)
 
     async def work(job: JobContext) -> dict:
-        result = await run(app, plan, progress=job.progress, on_gpu=job.on_gpu)
+        result = await run(app, plan, progress=job.progress, on_gpu=job.on_gpu, gpu_kind=gpu_kind)
         result.attempt_id = app.ledger.new_id()
         result.parent_attempt = parent_attempt
         app.ledger.record(

@@ -32,24 +32,32 @@ def ab_plans(plan_a: Plan, plan_b: Plan, rounds: int, per_round: int) -> tuple[P
 
 
 def submit_compare(
-    app: KdaApp, a: SolutionInput, b: SolutionInput, *, workloads: str | list[str] = "dev", rounds: int = 8, per_round: int = 20, arch: str | None = None
+    app: KdaApp,
+    a: SolutionInput,
+    b: SolutionInput,
+    *,
+    workloads: str | list[str] = "dev",
+    rounds: int = 8,
+    per_round: int = 20,
+    arch: str | None = None,
+    gpu_kind: str | None = None,
 ) -> str:
-    plan_a = plan_benchmark(app, a, workloads=workloads, baseline="none", arch=arch)
-    plan_b = plan_benchmark(app, b, workloads=workloads, baseline="none", arch=arch)
+    plan_a = plan_benchmark(app, a, workloads=workloads, baseline="none", arch=arch, gpu_kind=gpu_kind)
+    plan_b = plan_benchmark(app, b, workloads=workloads, baseline="none", arch=arch, gpu_kind=gpu_kind)
     if plan_a.definition.name != plan_b.definition.name:
         raise InvalidArgumentError(f"A solves {plan_a.definition.name} and B solves {plan_b.definition.name}; compare solutions of one definition.")
-    app.gpus.require("compare_solutions")
+    app.executor.require("compare_solutions", gpu_kind)
     plan_a, plan_b = ab_plans(plan_a, plan_b, rounds, per_round)
 
     async def work(job: JobContext) -> dict:
-        result = await compare(app, plan_a, plan_b, progress=job.progress, on_gpu=job.on_gpu)
+        result = await compare(app, plan_a, plan_b, progress=job.progress, on_gpu=job.on_gpu, gpu_kind=gpu_kind)
         return result.model_dump(mode="json", exclude_none=True)
 
     params = {"a": plan_a.solution.name, "b": plan_b.solution.name, "definition": plan_a.definition.name, "rounds": rounds}
     return app.jobs.submit("compare_solutions", params, work)
 
 
-async def compare(app: KdaApp, plan_a: Plan, plan_b: Plan, *, progress: Progress, on_gpu: Callable[[int], None]) -> ComparisonResult:
+async def compare(app: KdaApp, plan_a: Plan, plan_b: Plan, *, progress: Progress, on_gpu: Callable[[int], None], gpu_kind: str | None = None) -> ComparisonResult:
     evaluator = app.evaluator
     built = {"a": await evaluator.build(plan_a.solution, plan_a.definition, plan_a.target, plan_a.dataset_root)}
     built["b"] = await evaluator.build(plan_b.solution, plan_b.definition, plan_b.target, plan_b.dataset_root)
@@ -65,7 +73,9 @@ async def compare(app: KdaApp, plan_a: Plan, plan_b: Plan, *, progress: Progress
         ]
         return _result(plan_a, plan_b, rows, method, extra=" Build failed: " + "; ".join(f"{k.upper()}: {v}" for k, v in failed.items()))
     sides = [SidePlan("a", built["a"]), SidePlan("b", built["b"])]
-    measurement = await evaluator.measure(sides, plan_a, plan_a.config.timing(), progress=progress, on_gpu=on_gpu, purpose=f"compare_solutions {plan_a.solution.name} vs {plan_b.solution.name}")
+    measurement = await app.executor.measure(
+        sides, plan_a, plan_a.config.timing(), progress=progress, on_gpu=on_gpu, purpose=f"compare_solutions {plan_a.solution.name} vs {plan_b.solution.name}", kind=gpu_kind
+    )
     rows = [ab_row(plan_a, i, measurement) for i in range(len(plan_a.workloads))]
     return _result(plan_a, plan_b, rows, method, extra=f" {measurement.error}" if measurement.error else "")
 

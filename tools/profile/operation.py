@@ -10,7 +10,7 @@ from flashinfer_bench.data import Definition, Solution, Workload
 from kda_mcp.tools.app import KdaApp
 from kda_mcp.tools.errors import InvalidArgumentError, KdaError
 from kda_mcp.tools.jobs import JobContext
-from kda_mcp.tools.profile.capture import CaptureRequest, capture, check_regex, preflight
+from kda_mcp.tools.profile.capture import CaptureRequest, check_regex
 from kda_mcp.tools.profile.compare import compare
 from kda_mcp.tools.profile.models import ProfileComparison, ProfileSummary
 from kda_mcp.tools.profile.summary import summarize_report
@@ -39,17 +39,18 @@ def submit_profile(
     launch_count: int = 20,
     detail: str = "compact",
     timeout_s: float = 600,
+    gpu_kind: str | None = None,
 ) -> str:
     solution, definition = resolve_input(app, given)
     chosen = pick_workload(app, definition, workload)
     check_regex(kernels)
-    app.gpus.require("profile_solution")
-    ncu = preflight(app.capabilities().ncu_counters)
+    app.executor.require("profile_solution", gpu_kind)
+    ncu = app.executor.profiler()
     profile_id = app.profiles.new_id()
     report = app.settings.state_dir / "profiles" / profile_id
 
     async def work(job: JobContext) -> dict:
-        built = await app.evaluator.build(solution, definition, app.target(None), app.settings.dataset_path)
+        built = await app.evaluator.build(solution, definition, app.target(None, gpu_kind), app.settings.dataset_path)
         if built.error:
             raise KdaError(f"The solution did not build: {built.error} Call compile_solution for the diagnostics.")
         request = CaptureRequest(
@@ -65,10 +66,7 @@ def submit_profile(
             launch_count=launch_count,
             timeout_s=timeout_s,
         )
-        async with app.gpus.lease(f"profile_solution {solution.name}") as lease:
-            job.on_gpu(lease.gpu)
-            job.progress(0, 1, f"ncu --set {profile_set} on workload {chosen.uuid[:8]}")
-            path, _, seconds = await capture(request, lease, ncu, app.sandbox)
+        path, _, seconds = await app.executor.capture(request, ncu, progress=job.progress, on_gpu=job.on_gpu, purpose=f"profile_solution {solution.name}", kind=gpu_kind)
         summary = summarize(app, path, profile_id=profile_id, solution=solution, definition=definition, workload=chosen.uuid, profile_set=profile_set, detail=detail, seconds=seconds, attempt=given.attempt)
         app.profiles.save(summary, path)
         return summary.model_dump(mode="json", exclude_none=True)
