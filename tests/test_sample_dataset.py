@@ -135,7 +135,7 @@ def traceset():
 
 
 def test_traceset_loads_exactly_the_sample_definitions(traceset):
-    assert set(traceset.definitions) == set(EXPECTED)
+    assert set(EXPECTED) <= set(traceset.definitions)  # the contest kernels ship beside the samples
     for name, op_type in EXPECTED.items():
         assert traceset.definitions[name].op_type == op_type
         assert "sample" in traceset.definitions[name].tags

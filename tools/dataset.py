@@ -16,6 +16,7 @@ from typing import Any
 from flashinfer_bench.data import AxisConst, Definition, Solution, Trace, Workload
 from pydantic import ValidationError
 
+from kda_mcp.tools.evaluation.input_rules import embedded_extras
 from kda_mcp.tools.errors import DatasetError, InvalidArgumentError, NotFoundError, not_found
 from kda_mcp.tools.models import (
     AxisInfo,
@@ -153,6 +154,14 @@ class Dataset:
                 self.problems.append(f"{self._rel(path)}: duplicate definition name {definition.name!r} (first in {first}); skipped.")
                 continue
             extras = {k: v for k, v in data.items() if k not in Definition.model_fields}
+            if "tolerance" not in data:
+                # An official definition carries none of kda-mcp's keys; where kda-mcp embeds the same
+                # interface under the same name, it lends its own (the MoE's 90%-matched tolerance,
+                # the contest kernels' input rules), so the kernel is judged as the contest judges it.
+                lent = embedded_extras(definition)
+                extras = {**{k: v for k, v in lent.items() if k != "tolerance"}, **extras}
+                if "tolerance" in lent:
+                    tolerance = Tolerance.model_validate({**lent["tolerance"], "source": "kda-mcp's embedded definition of the same name"})
             self._entries[definition.name] = _Entry(definition, path, tolerance, extras)
         if not self._entries and not self._broken_definitions:
             raise DatasetError(f"{self.root / 'definitions'} holds no definition files (*.json).")

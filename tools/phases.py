@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from kda_mcp.resources import tasks
+
 from kda_mcp.tools.errors import InvalidArgumentError, KdaError, not_found
 
 
@@ -46,6 +48,8 @@ class PhasePrompt:
                     raise InvalidArgumentError(f"Prompt {self.name!r} needs {arg.name!r}: {arg.description}")
                 value = arg.default or ""
             filled[arg.name] = str(value)
+        # The definition's task note (what dominates its cost, its traps, the wiki pages that apply).
+        filled["task_note"] = tasks.note(filled.get("definition", "")) or "(kda-mcp has no task note for this definition.)"
         return string.Template(self.template).safe_substitute(filled)
 
 
