@@ -13,7 +13,7 @@ from kda_mcp.tools.errors import InvalidArgumentError, not_found
 from kda_mcp.tools.evaluation import input_rules
 from kda_mcp.tools.evaluation.models import BenchmarkConfig, BenchmarkResult
 from kda_mcp.tools.evaluation.policy import Policy
-from kda_mcp.tools.evaluation.report import assemble, compile_error
+from kda_mcp.tools.evaluation.report import COPY_BANDWIDTH_FILE, assemble, compile_error, record_copy_bandwidth
 from kda_mcp.tools.evaluation.runner import Plan, SidePlan, reference_solution
 from kda_mcp.tools.harness.staging import Built
 from kda_mcp.tools.jobs import JobContext
@@ -91,6 +91,7 @@ async def run(app: KdaApp, plan: Plan, *, progress: Progress, on_gpu: Callable[[
     built_s = time.monotonic() - started
     measurement = await app.executor.measure(sides, plan, plan.config.timing(), progress=progress, on_gpu=on_gpu, purpose=f"run_benchmark {plan.solution.name}", kind=gpu_kind)
     measurement.phases = {"build": round(built_s, 2), **measurement.phases}
+    record_copy_bandwidth(app.settings.state_dir / COPY_BANDWIDTH_FILE, measurement)  # the floor uses the best seen on this GPU
     return assemble(plan, measurement, app.executor.isolation(measurement))
 
 
