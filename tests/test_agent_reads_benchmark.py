@@ -152,3 +152,28 @@ def test_below_the_factor_is_flagged_and_the_detail_says_what_was_compared(plan:
     assert floor_us == pytest.approx(BYTES / 4.08e12 * 1e6, abs=1e-3) and "this run's device-to-device copy bandwidth" in finding.detail
     assert report.floor_findings(60.0, BYTES, facts, 0.8, check=False)[1] == []
     assert report.floor_findings(60.0, BYTES, {}, 0.8) == (None, [])
+
+
+# ---- issue 16 item 2: a weaker timing method is a named warning with its fix
+
+
+@pytest.mark.parametrize(
+    "method, forced, warned",
+    [
+        ("cuda events (fallback: the executor's current stream only)", False, True),
+        ("cuda events (fallback: the executor's current stream only)", True, False),  # asked for
+        ("cupti activity records (all streams)", False, False),
+    ],
+)
+def test_a_timing_fallback_is_a_warning_that_says_how_to_fix_it(plan: Plan, method: str, forced: bool, warned: bool):
+    candidate = _side([1.0] * 16, [1.0] * 8)
+    measurement = _measurement(candidate, _side([1.2] * 16, [1.2] * 8))
+    measurement.attached["candidate"]["method"] = method
+    forced_plan = Plan(**{**plan.__dict__, "config": BenchmarkConfig(force_cuda_events=forced)})
+    result = report.assemble(forced_plan, measurement, {"mode": "none"})
+    assert result.provenance.method.startswith(method)
+    if warned:
+        [warning] = result.warnings
+        assert warning.check == "timing_fallback" and "other streams" in warning.detail and ".ci/install --gpu" in warning.detail
+    else:
+        assert result.warnings is None

@@ -126,6 +126,7 @@ class BenchmarkResult(Result):
     baseline_hash: str | None = None
     status: Literal["complete", "compile_error", "failed"]
     message: str
+    warnings: list[Finding] | None = Field(default=None, description="Conditions of the whole run that weaken its numbers (e.g. timing_fallback), each with what fixes it.")
     aggregate: Aggregate
     workloads: list[WorkloadResult]
     provenance: Provenance | None = None
