@@ -25,6 +25,7 @@ import anyio.lowlevel
 from flashinfer_bench.data import Definition, Solution, Workload
 
 from kda_mcp.tools.compile.cache import BuildCache, build_key, file_digest
+from kda_mcp.tools.compile.dependencies import resolve
 from kda_mcp.tools.compile.diagnostics import cap_log, solution_diagnostics
 from kda_mcp.tools.compile.flags import check_flags, check_includes
 from kda_mcp.tools.compile.models import Diagnostic, KernelResources
@@ -32,7 +33,7 @@ from kda_mcp.tools.compile.ptxas import parse_ptxas_info
 from kda_mcp.tools.compile.result import CompileResult
 from kda_mcp.tools.compile.sass import disassemble
 from kda_mcp.tools.compile.targets import Target
-from kda_mcp.tools.capabilities import find_cuda_tool
+from kda_mcp.tools.capabilities import cuda_home, find_cuda_tool
 from kda_mcp.tools.errors import InvalidArgumentError, KdaError, UnavailableError
 from kda_mcp.tools.gpus import GpuPool
 from kda_mcp.tools.harness.staging import stage_solution
@@ -124,6 +125,9 @@ class Compiler:
     def key_for(self, solution: Solution, target: Target, flags: list[str]) -> str:
         native = solution.spec.language.value in ("cuda", "cpp")
         toolchain = f"nvcc {_nvcc_version()}" if native else f"torch {_version('torch')} triton {_version('triton')}"
+        if native and solution.spec.dependencies:
+            libraries, _ = resolve(list(solution.spec.dependencies), cuda_home())
+            toolchain += "".join(f"; {lib.found}" for lib in libraries)  # new headers, new build
         return build_key(solution, target=target.name, flags=flags, toolchain=toolchain)
 
     async def compile(
@@ -187,6 +191,7 @@ class Compiler:
     ) -> CompileResult:
         if find_cuda_tool("nvcc") is None:
             raise UnavailableError("nvcc is not installed here, so CUDA/C++ cannot be built.", hint="Install the CUDA toolkit or set CUDA_HOME.")
+        libraries, library_warnings = resolve(list(solution.spec.dependencies), cuda_home())
         prepare_room_dirs(room)
         source_dir, _ = stage_solution(room.path, solution, None)
         build_dir = room.mkdir("build")
@@ -223,6 +228,7 @@ class Compiler:
             diagnostics=diagnostics or None,
             diagnostics_omitted=omitted or None,
             diagnostics_outside_solution=parsed.outside_solution or None,
+            libraries=[lib.found for lib in libraries] or None,
         )
         if outcome.timed_out:
             return CompileResult(status="failed", message=f"The build ran past {timeout_s:.0f} s and was stopped; raise timeout_s or simplify the code.", **base)
@@ -253,7 +259,7 @@ class Compiler:
             status="ok",
             artifact_hash=file_digest(library) if library.is_file() else None,
             kernels=kernels or None,
-            warnings=(_kernel_warnings(kernels) + ([sass_note] if sass_note else []) + clipped) or None,
+            warnings=(library_warnings + _kernel_warnings(kernels) + ([sass_note] if sass_note else []) + clipped) or None,
             message=f"Built for {target.name} in {outcome.seconds:.1f} s{note}: {len(kernels)} kernel(s), {spills} spill bytes.",
             **base,
         )
@@ -321,6 +327,7 @@ class Compiler:
             diagnostics=diagnostics or None,
             diagnostics_omitted=omitted or None,
             diagnostics_outside_solution=parsed.outside_solution or None,
+            libraries=[lib.found for lib in libraries] or None,
         )
         kernels, binaries, arch = await anyio.to_thread.run_sync(_triton_kernels, cache_dir)
         base["target"] = arch or target.name

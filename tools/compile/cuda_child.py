@@ -17,6 +17,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from kda_mcp.tools.compile.dependencies import resolve
+
 CUDA_SUFFIXES = {".cu"}
 CPP_SUFFIXES = {".cpp", ".cc", ".cxx", ".c"}
 
@@ -34,23 +36,13 @@ def _cuda_home() -> Path:
 
 
 def _dependency_flags(dependencies: list[str]) -> tuple[list[str], list[str]]:
-    """Include paths and linker flags for the few libraries a solution may name."""
-    home = _cuda_home()
-    includes: list[str] = []
-    ldflags: list[str] = []
-    for dep in dependencies:
-        if dep in ("cublas", "cublasLt"):
-            ldflags += [f"-L{home / 'lib64'}", "-lcublas", "-lcublasLt"]
-        elif dep == "cutlass":
-            for root in (os.environ.get("CUTLASS_HOME"), "/usr/local/cutlass", "/opt/cutlass"):
-                if root and Path(root, "include").is_dir():
-                    includes += [str(Path(root, "include")), str(Path(root, "tools/util/include"))]
-                    break
-            else:
-                print("warning: dependency 'cutlass' requested but CUTLASS_HOME is not set; relying on default include paths")
-        else:
-            print(f"warning: unknown dependency {dep!r} ignored (known: cublas, cutlass)")
-    return includes, ldflags
+    """Include paths and linker flags for the libraries a solution names (dependencies.py)."""
+    libraries, warnings = resolve(dependencies, _cuda_home())
+    for line in warnings:
+        print(f"warning: {line}", flush=True)
+    for library in libraries:
+        print(f"note: {library.name}: {library.found}", flush=True)
+    return [p for lib in libraries for p in lib.includes], [f for lib in libraries for f in lib.ldflags]
 
 
 def _keep(job: dict[str, Any]) -> list[str]:
@@ -108,7 +100,7 @@ def _build_torch(job: dict[str, Any], sources: list[Path]) -> str:
 
 def _analyse_only(job: dict[str, Any], sources: list[Path], *, torch_includes: bool) -> str:
     """Device code only (no link): for a torch binding on a machine whose torch has no CUDA."""
-    includes = [job["source_dir"], sysconfig.get_paths()["include"]]
+    includes = [job["source_dir"], sysconfig.get_paths()["include"], *_dependency_flags(job["dependencies"])[0]]
     if torch_includes:
         from torch.utils.cpp_extension import include_paths
 

@@ -31,5 +31,6 @@ class CompileResult(Result):
         default=None, description="Warnings and notes from files that are not the solution's (torch's or CUDA's headers): counted, not listed."
     )
     kernels: list[KernelResources] | None = None
+    libraries: list[str] | None = Field(default=None, description="What spec.dependencies brought in (CUTLASS/CuTe headers, cuBLAS): where from, with the version.")
     warnings: list[str] | None = None
     log: str | None = Field(default=None, description="Raw build log (tail), when include_log is set.")
