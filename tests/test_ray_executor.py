@@ -208,7 +208,7 @@ def test_benchmark_and_compare_run_on_the_cluster(cluster, apps):
 
     async def body(client: Client):
         bench = await _call(client, "run_benchmark", {"solution": SOLUTION, "wait_seconds": 120})
-        compare = await _call(client, "compare_solutions", {"a": SOLUTION, "b": SOLUTION, "rounds": 4, "per_round": 4, "wait_seconds": 120})
+        compare = await _call(client, "compare_solutions", {"a": SOLUTION, "b": SOLUTION, "rounds": 4, "calls_per_round": 5, "wait_seconds": 120})
         attempts = await _call(client, "list_attempts", {})
         job = await _call(client, "get_job", {"job_id": bench["job_id"]})
         return bench, compare, attempts, job
@@ -278,7 +278,7 @@ def test_capabilities_show_the_cluster(cluster, apps):
             while time.monotonic() < deadline:
                 caps = await _call(client, "capabilities", {})
                 h200 = next(k for k in caps["cluster"]["kinds"] if k["kind"] == "h200")
-                if h200["running"] == 2 and h200["queued"] == 1:
+                if h200["running"] == 2 and h200["queued"] == 1 and h200["free"] == 0:  # Ray's view of free GPUs lags a little
                     break
                 await anyio.sleep(0.2)
             for job_id in ids:
@@ -290,7 +290,7 @@ def test_capabilities_show_the_cluster(cluster, apps):
         _kill_marked(hang)
     assert caps["executor"] == "ray" and "ray" in caps["packages"]
     cluster_info = caps["cluster"]
-    assert cluster_info["connected"] and cluster_info["default_kind"] == "h200"
+    assert cluster_info["connected"] and cluster_info["default_kind"] == "h200" and cluster_info["auth"] == "token"
     kinds = {k["kind"]: k for k in cluster_info["kinds"]}
     assert kinds["h200"]["gpus"] == 2 and kinds["h200"]["nodes"] == 1 and kinds["h200"]["free"] == 0
     assert kinds["h200"]["running"] == 2 and kinds["h200"]["queued"] == 1
@@ -405,6 +405,62 @@ def test_a_lost_node_fails_its_job_retryably_and_loses_nothing(cluster, apps):
     assert set(recorded) == {before["result"]["attempt_id"], retried["result"]["attempt_id"]}, "the lost job recorded nothing, the others are all there"
 
 
+# ---- the command line
+
+
+def test_serve_executor_ray_over_stdio_with_ray_client(cluster, tmp_path: Path):
+    """`kda-mcp serve --executor ray --ray-address ray://...` (Ray Client): stdout carries nothing but
+    the protocol, capabilities show the cluster, and a benchmark runs the real judge on the node
+    (which, on this CPU-only node, says it has no CUDA: the same code path a GPU node runs)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KDA_")}
+    env.update(cluster.client_env, KDA_STATE_DIR=str(tmp_path / "state"), KDA_CACHE_DIR=str(tmp_path / "cache"))
+    argv = [*kda_mcp_command(), "serve", "--executor", "ray", "--ray-address", f"ray://127.0.0.1:{cluster.client_port}", "--gpu-kind", "h200"]
+    log = tmp_path / "server.stderr"
+    with log.open("w") as sink:  # a file, not a pipe: nobody reads stderr while the test talks on stdout
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sink, text=True, env=env, cwd=tmp_path)
+
+    def send(message: dict) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(message) + "\n")
+        proc.stdin.flush()
+
+    def answer(want: int) -> dict:
+        assert proc.stdout is not None
+        while True:
+            line = proc.stdout.readline()
+            if not line:
+                ray_logs = "".join(f"\n== {f.name}\n{f.read_text()[-2000:]}" for f in sorted((cluster.base / "ray" / "session_latest" / "logs").glob("ray_client_server*.err")))
+                pytest.fail(f"stdout closed; stderr: {log.read_text()[-3000:]}{ray_logs}")
+            try:
+                message = json.loads(line)
+            except ValueError:
+                pytest.fail(f"the server wrote something other than the protocol on stdout: {line!r}")
+            if message.get("id") == want:
+                return message
+
+    try:
+        send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}})
+        assert answer(1)["result"]["serverInfo"]["name"] == "kda-mcp"
+        send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "capabilities", "arguments": {}}})
+        caps = answer(2)["result"]["structuredContent"]
+        send({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "run_benchmark", "arguments": {"solution": SOLUTION, "workloads": "dev", "wait_seconds": 120}}})
+        bench = answer(3)["result"]["structuredContent"]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    stderr = log.read_text()
+    assert caps["executor"] == "ray" and caps["cluster"]["connected"] and caps["cluster"]["auth"] == "token"
+    assert {k["kind"] for k in caps["cluster"]["kinds"]} >= {"h200", "b200"}
+    assert bench["status"] == "succeeded", (bench, stderr[-3000:])
+    assert "the judge could not start" in bench["result"]["message"] and "CUDA" in bench["result"]["message"], bench["result"]["message"]
+    assert cluster.head_id[:12] in bench["result"]["provenance"]["isolation"]["ray_node"]
+
+
 # ---- without Ray
 
 
@@ -419,6 +475,27 @@ def test_executor_ray_without_ray_says_how_to_install(tmp_path: Path, isolated_d
     assert "pip install 'kda-mcp[ray]'" in done.stderr and "not installed" in done.stderr, done.stderr
     local = subprocess.run([*kda_mcp_command(), "serve", "--gpu-kind", "h200"], env=env, capture_output=True, text=True, timeout=120, cwd=REPO, stdin=subprocess.DEVNULL)
     assert local.returncode == 2 and "only apply with --executor ray" in local.stderr, local.stderr
+
+
+def test_no_solution_runs_on_a_node_without_token_auth(tmp_path: Path):
+    """Without Ray's token auth, code under ncu (host network) could reach the node's Ray ports and run
+    as root: such a node refuses sandboxed work unless the server says the cluster is a throwaway one."""
+    from kda_mcp.tools.errors import KdaError
+    from kda_mcp.tools.executors.tasks import NodeContext, NodeSettings
+    from kda_mcp.tools.sandbox.sandbox import Sandbox
+
+    def context(auth: str, mode: str, allow: bool) -> NodeContext:
+        ctx = object.__new__(NodeContext)
+        ctx.node = NodeSettings(allow_no_auth=allow)
+        ctx.where = {"host": "gpu-7", "address": "10.0.0.7", "ray_auth": auth}
+        ctx.__dict__["sandbox"] = Sandbox(mode=mode, runtime_dir=tmp_path)  # type: ignore[arg-type]
+        return ctx
+
+    with pytest.raises(KdaError, match="without Ray's token authentication") as refused:
+        context("disabled", "user", False).check_boundary()
+    assert "RAY_AUTH_MODE=token" in str(refused.value) and "KDA_RAY_NO_AUTH=1" in str(refused.value)
+    for auth, mode, allow in (("token", "user", False), ("disabled", "user", True), ("disabled", "none", False)):
+        context(auth, mode, allow).check_boundary()
 
 
 def test_kind_names():

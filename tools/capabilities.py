@@ -72,6 +72,7 @@ class ClusterInfo(Result):
     address: str
     connected: bool
     error: str | None = None
+    auth: str | None = Field(default=None, description="'token' when the cluster wants Ray's token for every call; nodes without it run no solution.")
     default_kind: str | None = Field(default=None, description="The kind a job runs on when the caller names none.")
     kinds: list[ClusterKind] = Field(default_factory=list)
     nodes: list[ClusterNode] = Field(default_factory=list)

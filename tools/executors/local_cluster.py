@@ -3,9 +3,12 @@ box: a head and more nodes, each a `ray start --block` of its own session, with 
 (--num-gpus N and the resource gpu_<kind>) that a GPU-free stand-in of the work can use.
 
 Everything listens and talks on the loopback. Ray replaces 127.0.0.1 by the machine's interface
-address wherever it is given (so other machines could reach the node); here we start `ray start`
-through a shim that keeps 127.0.0.1, and join the driver the same way, since a test must reach
-nothing beyond the loopback. A real cluster needs none of this: its nodes use their own addresses.
+address wherever it is given (so other machines could reach the node), and finds "its" address by
+asking the routing table; a test must reach nothing beyond the loopback, so every Python process of
+this cluster (nodes, their workers, the Ray Client server, and any client started with
+`client_env`) imports a sitecustomize shim that keeps 127.0.0.1. This process joins through
+connect(), which does the same here. A real cluster needs none of this: its nodes use their own
+addresses. The cluster uses Ray's token authentication, as the recipe does.
 
 Each node is killed by its session id (every process `ray start` started, the raylet's workers
 included, which Ray puts in process groups of their own), so nothing of Ray outlives stop().
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -29,14 +33,61 @@ from typing import Any
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 120.0
-# `ray start`, keeping a loopback --node-ip-address and --address as given.
-_SHIM = (
-    "import sys, ray._private.services as s\n"
-    "s.resolve_ip_for_localhost = lambda host: host\n"
-    "from ray.scripts.scripts import main\n"
-    "sys.argv[0] = 'ray'\n"
-    "sys.exit(main())\n"
-)
+SHIM_SWITCH = "KDA_RAY_LOOPBACK"
+# Imported at start by every Python process whose PYTHONPATH has the shim folder; acts only with
+# KDA_RAY_LOOPBACK=1 (which sandboxed children never get: their environment is an allow-list).
+_SITECUSTOMIZE = f"""
+import os, sys
+if os.environ.get("{SHIM_SWITCH}") == "1":
+    import importlib.abc, importlib.machinery
+
+    class _KeepLoopback(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name != "ray._private.services":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                run(module)
+                module.resolve_ip_for_localhost = lambda host: host
+                module.get_node_ip_address = lambda address=None: "{LOOPBACK}"
+
+            spec.loader.exec_module = exec_module
+            return spec
+
+    sys.meta_path.insert(0, _KeepLoopback())
+"""
+
+
+# Outlives us by design: reads node session ids on stdin; when stdin closes (stop(), or this process
+# died any way, SIGKILL included) it ends those sessions. So no test that is killed leaves Ray running.
+_REAPER = """
+import os, signal, sys, time
+sids = [int(line) for line in sys.stdin]
+def members(sid):
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = open(f"/proc/{name}/stat").read().rsplit(")", 1)[-1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid:
+                out.append(int(name))
+    return out
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sid in sids:
+        for pid in members(sid):
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+    deadline = time.time() + 3
+    while sig == signal.SIGTERM and time.time() < deadline and any(members(s) for s in sids):
+        time.sleep(0.2)
+"""
 
 
 def keep_loopback() -> None:
@@ -44,6 +95,7 @@ def keep_loopback() -> None:
     import ray._private.services as services
 
     services.resolve_ip_for_localhost = lambda host: host
+    services.get_node_ip_address = lambda address=None: LOOPBACK
 
 
 def _free_port() -> int:
@@ -96,10 +148,22 @@ class LocalCluster:
 
     def __init__(self, base: Path | None = None, *, env: dict[str, str] | None = None) -> None:
         # Short: Ray's socket paths live under it and must fit in 107 characters.
+        self._own_base = base is None
         self.base = Path(base or tempfile.mkdtemp(prefix="kda-ray-", dir="/tmp"))
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", **(env or {})}
+        shim = self.base / "pyshim"
+        shim.mkdir(exist_ok=True)
+        (shim / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+        # Token authentication, as the cluster recipe has it: no process without the token joins.
+        self.auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+        path = os.pathsep.join(p for p in (str(shim), os.environ.get("PYTHONPATH", "")) if p)
+        # What a client process (a kda-mcp server started by a test) needs to join: the token, the shim.
+        self.client_env = {**self.auth, "PYTHONPATH": path, SHIM_SWITCH: "1"}
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", **self.client_env, **(env or {})}
+        self._saved_env: dict[str, str | None] = {}
         self.address: str | None = None
+        self.client_port: int | None = None
         self.nodes: list[Node] = []
+        self._reaper: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> LocalCluster:
         return self
@@ -110,7 +174,7 @@ class LocalCluster:
     def _start(self, name: str, args: list[str], *, kind: str | None, gpus: int, cpus: int, env: dict[str, str] | None) -> Node:
         resources = {f"gpu_{kind}": gpus} if kind else {}
         argv = [
-            sys.executable, "-c", _SHIM, "start", "--block", "--disable-usage-stats",
+            sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--disable-usage-stats",
             "--node-ip-address", LOOPBACK,
             "--num-cpus", str(cpus), "--num-gpus", str(gpus), "--resources", json.dumps(resources),
             "--object-store-memory", str(100 * 2**20),
@@ -121,6 +185,11 @@ class LocalCluster:
         )
         node = Node(name=name, kind=kind, gpus=gpus, proc=proc)
         self.nodes.append(node)
+        if self._reaper is None:
+            self._reaper = subprocess.Popen([sys.executable, "-c", _REAPER], stdin=subprocess.PIPE, text=True, start_new_session=True)
+        assert self._reaper.stdin is not None
+        self._reaper.stdin.write(f"{node.sid}\n")
+        self._reaper.stdin.flush()
         threading.Thread(target=self._pump, args=(node,), name=f"ray-{name}-log", daemon=True).start()
         return node
 
@@ -142,7 +211,8 @@ class LocalCluster:
         raise RuntimeError(f"ray node {node.name} did not start:\n" + "\n".join(node.log))
 
     def start_head(self, *, kind: str | None = "h200", gpus: int = 2, cpus: int = 2, env: dict[str, str] | None = None) -> Node:
-        args = ["--head", "--port", "0", "--include-dashboard", "false", "--ray-client-server-port", str(_free_port()), "--temp-dir", str(self.base / "ray")]
+        self.client_port = _free_port()  # Ray Client: ray://127.0.0.1:<client_port>
+        args = ["--head", "--port", "0", "--include-dashboard", "false", "--ray-client-server-port", str(self.client_port), "--temp-dir", str(self.base / "ray")]
         node = self._start("head", args, kind=kind, gpus=gpus, cpus=cpus, env=env)
         line = self._wait_for(node, "ray start --address=")
         self.address = line.split("--address=")[1].strip().strip("'").split("'")[0]
@@ -156,8 +226,17 @@ class LocalCluster:
 
     def connect(self, **init: Any) -> None:
         """Join this process to the cluster as its driver (what kda-mcp's Ray executor then uses)."""
+        for key, value in self.auth.items():  # this process speaks to the cluster with its token
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
         import ray
 
+        try:  # Ray caches its config at import: read RAY_AUTH_MODE again
+            from ray._raylet import Config
+
+            Config.initialize("")
+        except Exception:
+            pass
         keep_loopback()
         ray.init(address=self.address, _node_ip_address=LOOPBACK, namespace="kda-mcp", log_to_driver=False, **init)
 
@@ -185,6 +264,12 @@ class LocalCluster:
                 ray.shutdown()
         except ImportError:
             pass
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
         for node in reversed(self.nodes):
             _kill_session(node.sid, signal.SIGTERM)
         deadline = time.monotonic() + 3  # Ray's processes take SIGTERM in well under a second; some linger on exit hooks
@@ -197,3 +282,12 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 pass
         self.nodes.clear()
+        if self._reaper is not None:  # nothing left for it to end
+            assert self._reaper.stdin is not None
+            self._reaper.stdin.close()
+            self._reaper.wait(timeout=30)
+            self._reaper = None
+        if self._own_base:
+            import shutil
+
+            shutil.rmtree(self.base, ignore_errors=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import threading
 import time
@@ -32,7 +33,7 @@ from kda_mcp.tools.capabilities import ClusterInfo, ClusterKind, ClusterNode
 from kda_mcp.tools.compile.targets import Target, default_target
 from kda_mcp.tools.errors import KdaError, UnavailableError
 from kda_mcp.tools.executors import RESOURCE_PREFIX, NodeLostError, normalize_kind, resource_of
-from kda_mcp.tools.executors.tasks import CaptureCall, MeasureCall, NodeSettings, Outcome, SanitizeCall, ShippedBuild, probe_node, run_on_node
+from kda_mcp.tools.executors.tasks import CaptureCall, MeasureCall, NodeSettings, Outcome, SanitizeCall, ShippedBuild, probe_node, ray_auth, run_on_node
 from kda_mcp.tools.harness.staging import Built
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.25  # how often a waiting job asks the reporter for its task's progress
 PROBE_TIMEOUT_S = 30.0
+CLIENT_ATTEMPTS = 3  # joins tried over Ray Client before the server gives up
 CANCEL_GRACE_S = 10.0  # after a cancel, how long the task gets to end its processes before it is killed
 NAMESPACE = "kda-mcp"
 # The task's worker process stays for the next task (max_calls=0): it never touches the GPU itself
@@ -79,7 +81,12 @@ class RayExecutor:
         self.address = settings.ray_address or "auto"
         self.default_kind = normalize_kind(settings.gpu_kind)
         self.node = NodeSettings(
-            sandbox=settings.sandbox, dataset_path=str(settings.dataset_path), dataset_embedded=settings.dataset_is_embedded, commands=commands, stand_in=stand_in
+            sandbox=settings.sandbox,
+            dataset_path=str(settings.dataset_path),
+            dataset_embedded=settings.dataset_is_embedded,
+            commands=commands,
+            stand_in=stand_in,
+            allow_no_auth=os.environ.get("KDA_RAY_NO_AUTH") == "1",
         )
         self.poll_s = poll_s
         self._lock = threading.Lock()
@@ -95,10 +102,23 @@ class RayExecutor:
     def connect(self) -> None:
         """Join the cluster (once per process; a process already joined keeps its connection)."""
         with self._lock:
-            if not ray.is_initialized():
+            # Ray Client (ray://) starts a server process per client on the head, which now and then
+            # fails to come up on a loaded head: try it a few times before giving up.
+            attempts = CLIENT_ATTEMPTS if self.address.startswith("ray://") else 1
+            for attempt in range(1, attempts + 1):
+                if ray.is_initialized():
+                    break
                 try:
                     ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
                 except Exception as exc:  # ConnectionError, RuntimeError, ValueError: all mean "not reachable"
+                    if attempt < attempts:
+                        log.warning("joining the Ray cluster at %s failed (%s); trying again", self.address, exc)
+                        try:
+                            ray.shutdown()  # a half-made client connection would refuse the next init
+                        except Exception:
+                            pass
+                        time.sleep(2.0 * attempt)
+                        continue
                     raise UnavailableError(
                         f"Could not join the Ray cluster at {self.address}: {type(exc).__name__}: {exc}",
                         hint="Start one (ray start --head on this machine, then --ray-address auto) or name it: --ray-address ray://HEAD:10001.",
@@ -223,7 +243,7 @@ class RayExecutor:
                     models=models or None,
                 )
             )
-        return ClusterInfo(address=self.address, connected=True, default_kind=self.default_kind, kinds=rows_by_kind, nodes=rows)
+        return ClusterInfo(address=self.address, connected=True, auth=ray_auth(), default_kind=self.default_kind, kinds=rows_by_kind, nodes=rows)
 
     # ---- the units of work
 
@@ -309,6 +329,10 @@ class RayExecutor:
             raise
         finally:
             self._move(kind, state, "gone")
+            try:  # what the task reported after we stopped listening
+                reporter.drain.remote(token)
+            except Exception:
+                pass
 
     def _move(self, kind: str, state: str, to: str) -> str:
         with self._lock:

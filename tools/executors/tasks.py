@@ -49,6 +49,7 @@ class NodeSettings:
     dataset_embedded: bool = True
     commands: Any = None  # tools.evaluation.pool.Commands | None
     stand_in: Callable[[Any, NodeContext], Awaitable[Any]] | None = None
+    allow_no_auth: bool = False  # KDA_RAY_NO_AUTH=1 on the server: run sandboxed code on nodes without Ray's token auth
 
 
 @dataclass
@@ -111,7 +112,25 @@ class NodeContext:
                 hint="Start the node's `ray start` with CUDA_VISIBLE_DEVICES unset or set to indices, not UUIDs.",
             ) from None
         context = ray.get_runtime_context()
-        self.where = {"node_id": context.get_node_id(), "address": ray.util.get_node_ip_address(), "host": socket.gethostname(), "gpu": self.gpu}
+        self.where = {"node_id": context.get_node_id(), "address": ray.util.get_node_ip_address(), "host": socket.gethostname(), "gpu": self.gpu, "ray_auth": ray_auth()}
+
+    def check_boundary(self) -> None:
+        """Refuse to run untrusted code where Ray's own ports would be a way around the sandbox.
+
+        Without token authentication, anything that can open a TCP connection to a node's Ray
+        services (the dashboard agent's job API, the GCS) runs code as the node's user, root here.
+        A solution under ncu or compute-sanitizer shares the host's network (they reach their
+        target over a local socket), so on such a node it would be one connection from root. With
+        RAY_AUTH_MODE=token every Ray entry point wants the token, which no sandboxed process sees
+        (not in its environment, not readable in /proc or ~root)."""
+        if self.where["ray_auth"] == "token" or self.node.allow_no_auth or self.sandbox.mode == "none":
+            return
+        raise KdaError(
+            f"Ray node {self.where['host']} ({self.where['address']}) runs without Ray's token authentication, so code under test "
+            "could reach its Ray services and run as its user, around the sandbox; kda-mcp runs no solution there.",
+            hint="Start every node and the server with RAY_AUTH_MODE=token and one token (RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token; "
+            "`ray get-auth-token --generate` makes one). For a throwaway cluster only you use, start the server with KDA_RAY_NO_AUTH=1.",
+        )
 
     # ---- the node's own settings
 
@@ -204,6 +223,7 @@ class MeasureCall:
             finally:
                 await evaluator.aclose()
         measurement.facts["isolation"] = ctx.sandbox.describe()
+        measurement.facts["node_provenance"] = node_provenance()  # the node's driver and packages, not the server's
         return measurement
 
 
@@ -256,6 +276,7 @@ def run_on_node(node: NodeSettings, call: Any, token: str, reporter: Any) -> Out
     try:
         ctx = NodeContext(node, token, reporter)
         where = ctx.where
+        ctx.check_boundary()
         ctx.started()
 
         async def body() -> Any:
@@ -271,6 +292,32 @@ def run_on_node(node: NodeSettings, call: Any, token: str, reporter: Any) -> Out
         log.error("kda-mcp task failed on this node:\n%s", text)
         host = where.get("host") or socket.gethostname()
         return Outcome(error=f"internal error on Ray node {host} ({type(exc).__name__}: {exc}); the job did not finish.\n{text[-2000:]}", internal=True, where=where)
+
+
+def node_provenance() -> dict[str, str | None]:
+    """What report.assemble's provenance reads from the server process (driver, CUDA, torch,
+    triton, kda-mcp), as this node has them."""
+    import importlib.metadata
+
+    from kda_mcp.tools.capabilities import _cuda_runtime_version, driver_version
+
+    def version(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {"driver": driver_version(), "cuda": _cuda_runtime_version(), "torch": version("torch"), "triton": version("triton"), "kda_mcp": version("kda-mcp")}
+
+
+def ray_auth() -> str:
+    """'token' when this process's Ray connection uses token authentication, else 'disabled'."""
+    try:
+        from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+        return "token" if is_token_auth_enabled() else "disabled"
+    except Exception:  # a Ray without token auth (before 2.52)
+        return "disabled"
 
 
 def probe_node() -> dict[str, Any]:
