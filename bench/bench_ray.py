@@ -117,7 +117,8 @@ def main() -> int:
     parser.add_argument("--sleep", type=float, default=0.5)
     args = parser.parse_args()
 
-    os.environ.setdefault("KDA_LOCK_DIR", tempfile.mkdtemp(prefix="kda-bench-locks-"))
+    base = Path(tempfile.mkdtemp(prefix="kda-bench-ray-"))
+    os.environ.setdefault("KDA_LOCK_DIR", str(base / "locks"))
     from kda_mcp.tools.dataset import Dataset
     from kda_mcp.tools.evaluation.pool import Commands
     from kda_mcp.tools.evaluation.runner import Evaluator
@@ -129,7 +130,7 @@ def main() -> int:
     workload = Dataset.load(sample_dataset_path()).workloads("vector_add_fp32")[0].uuid
     fake = Commands(judge=[sys.executable, str(FAKES), "judge"], executor=[sys.executable, str(FAKES), "executor", "ok"])
     bodies = [("fake children", None), (f"stand-in {args.sleep:g} s", args.sleep), ("stand-in 0 s", 0.0)]
-    base = Path(tempfile.mkdtemp(prefix="kda-bench-ray-"))
+    node_runtime = Path(tempfile.mkdtemp(prefix="kda-bench-rt-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None))
     rows = []
     try:
         for name, seconds in bodies:
@@ -145,7 +146,7 @@ def main() -> int:
                 app.jobs.close()
                 shutil.rmtree(app.settings.runtime_dir, ignore_errors=True)
 
-        cluster_env = {"KDA_LOCK_DIR": str(base / "ray-locks"), "KDA_RUNTIME_DIR": str(Path(tempfile.mkdtemp(prefix="kda-bench-rt-", dir="/var/tmp")))}
+        cluster_env = {"KDA_LOCK_DIR": str(base / "ray-locks"), "KDA_RUNTIME_DIR": str(node_runtime / "rt")}
         with LocalCluster(env=cluster_env) as cluster:
             started = time.perf_counter()
             cluster.start_head(kind="h200", gpus=args.gpus, cpus=2)
@@ -163,6 +164,7 @@ def main() -> int:
                     shutil.rmtree(app.settings.runtime_dir, ignore_errors=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(node_runtime, ignore_errors=True)
 
     print(f"\nkda-mcp jobs through the server: {args.jobs} run_benchmark jobs at once, {args.gpus} fake GPUs, {os.cpu_count()} CPUs")
     header = f"{'executor':<9} {'job body':<18} {'jobs/s':>7} {'wall s':>7} {'job p50 s':>9} {'job max s':>9} {'failed':>6}"
