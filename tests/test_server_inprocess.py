@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -104,6 +106,10 @@ def test_capabilities_and_prompts(mcp_server, mode):
     assert c["dataset_embedded"] is True and c["executor"] == "local"
     assert "torch" in c["packages"] and "mcp" in c["packages"]
     assert c["gpus"] or c["gpu_note"]
+    if importlib.util.find_spec("cupti") is None:  # CI: no cupti-python, so the fallback and its fix are named
+        assert c["timing_method"].startswith("cuda events") and ".ci/install --gpu" in c["timing_fix"]
+    else:
+        assert c["timing_method"].startswith("cupti") and "timing_fix" not in c
     rendered = prompt.messages[0].content.text
     assert "gemm_n4096_k4096_bf16" in rendered and "$definition" not in rendered
     assert "profile_solution" in rendered and "record_note" in rendered

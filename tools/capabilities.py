@@ -94,6 +94,8 @@ class Capabilities(Result):
     dataset: str
     dataset_embedded: bool
     wiki_roots: list[str]
+    timing_method: str = Field(description="How run_benchmark times calls with this Python: CUPTI activity records over every stream, or the CUDA-events fallback.")
+    timing_fix: str | None = Field(default=None, description="With the fallback: the command that installs CUPTI.")
     executor: str = Field(description="Where GPU work runs: 'local' (this machine's GPUs) or 'ray' (a Ray cluster's; see cluster).")
     cluster: ClusterInfo | None = Field(default=None, description="With executor 'ray': nodes, GPU kinds and counts, this server's queue per kind.")
     isolation: dict[str, str] | None = Field(default=None, description="How untrusted code (solutions, builds, profiles) is kept from the server and the judge.")
@@ -309,8 +311,27 @@ def probe(*, dataset: str, dataset_embedded: bool, wiki_roots: list[str], execut
         dataset_embedded=dataset_embedded,
         wiki_roots=wiki_roots,
         executor=executor,
+        **_timing_method(),
         probed_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
+
+
+TIMING_FIX = "bash .ci/install --gpu (or: pip install 'kda-mcp[gpu]'), then restart the server"
+
+
+def _timing_method() -> dict[str, str | None]:
+    # The executor runs in this Python, so what imports here is what it will time with. The wording
+    # matches tools/evaluation/timing.py (CUPTI, EVENTS), which imports torch and so is not used here.
+    try:
+        found = importlib.util.find_spec("cupti") is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        return {"timing_method": "cupti activity records (all streams)", "timing_fix": None}
+    return {
+        "timing_method": "cuda events (fallback: the executor's current stream only): cupti-python is not installed",
+        "timing_fix": TIMING_FIX,
+    }
 
 
 class CapabilityCache:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kda_mcp.tools.capabilities import driver_version
+from kda_mcp.tools.capabilities import TIMING_FIX, driver_version
 from kda_mcp.tools.evaluation.abtest import paired_interval
 from kda_mcp.tools.evaluation.models import (
     Aggregate,
@@ -385,9 +385,6 @@ def assemble(plan: Plan, measurement: Measurement, isolation: dict[str, str]) ->
             kda_mcp=_version("kda-mcp"),
         ),
     )
-
-
-TIMING_FIX = "bash .ci/install --gpu (or: pip install 'kda-mcp[gpu]'), then restart the server"
 
 
 def run_warnings(methods: list[str], forced_events: bool) -> list[Finding]:
