@@ -498,6 +498,18 @@ def test_no_solution_runs_on_a_node_without_token_auth(tmp_path: Path):
         context(auth, mode, allow).check_boundary()
 
 
+def test_an_address_nobody_answers_fails_in_seconds():
+    from kda_mcp.tools.executors.ray import _check_reachable
+
+    started = time.monotonic()
+    for address in ("127.0.0.1:1", "ray://127.0.0.1:1"):
+        with pytest.raises(UnavailableError, match="Nothing answers"):
+            _check_reachable(address)
+    with pytest.raises(UnavailableError, match="is not 'auto'"):
+        _check_reachable("head-without-port")
+    assert time.monotonic() - started < 10
+
+
 def test_kind_names():
     from kda_mcp.tools.executors import kind_of, normalize_kind
 

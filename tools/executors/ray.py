@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import secrets
+import socket
 import threading
 import time
 from collections import Counter, defaultdict
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.25  # how often a waiting job asks the reporter for its task's progress
 PROBE_TIMEOUT_S = 30.0
+REACH_TIMEOUT_S = 5.0
 CLIENT_ATTEMPTS = 3  # joins tried over Ray Client before the server gives up
 CANCEL_GRACE_S = 10.0  # after a cancel, how long the task gets to end its processes before it is killed
 NAMESPACE = "kda-mcp"
@@ -105,6 +107,8 @@ class RayExecutor:
             # Ray Client (ray://) starts a server process per client on the head, which now and then
             # fails to come up on a loaded head: try it a few times before giving up.
             attempts = CLIENT_ATTEMPTS if self.address.startswith("ray://") else 1
+            if not ray.is_initialized():
+                _check_reachable(self.address)
             for attempt in range(1, attempts + 1):
                 if ray.is_initialized():
                     break
@@ -297,20 +301,35 @@ class RayExecutor:
         with self._lock:
             self._queued[kind] += 1
         progress(0, total, f"queued on the Ray cluster for a {kind} GPU")
+
+        def apply(events: list[tuple[Any, ...]]) -> None:
+            nonlocal where, state
+            for event in events:
+                if event[0] == "started":
+                    where = dict(event[1])
+                    state = self._move(kind, state, "running")
+                    progress(0, total, f"running on Ray node {where.get('host')} {where.get('address')} (node {str(where.get('node_id'))[:8]}), {kind} GPU {where.get('gpu')}")
+                elif event[0] == "gpu":
+                    on_gpu(event[1])
+                elif event[0] == "progress":
+                    progress(*event[1:])
+
         try:
-            while True:
-                done, _ = await asyncio.wait({fut}, timeout=self.poll_s)
-                for event in await self._drain(reporter, token):
-                    if event[0] == "started":
-                        where = dict(event[1])
-                        state = self._move(kind, state, "running")
-                        progress(0, total, f"running on Ray node {where.get('host')} {where.get('address')} (node {str(where.get('node_id'))[:8]}), {kind} GPU {where.get('gpu')}")
-                    elif event[0] == "gpu":
-                        on_gpu(event[1])
-                    elif event[0] == "progress":
-                        progress(*event[1:])
-                if done:
-                    break
+            # One drain call in flight at a time, its answer never dropped: a drain the reporter
+            # runs late (it is still starting, the head is busy) still delivers what it took.
+            drain: asyncio.Future[Any] | None = None
+            while not fut.done():
+                if drain is None:
+                    drain = self._drain(reporter, token)
+                await asyncio.wait({fut, drain} if drain is not None else {fut}, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
+                if drain is not None and drain.done():
+                    apply(self._events(drain))
+                    drain = None
+                    await asyncio.wait({fut}, timeout=self.poll_s)  # pace the next drain
+            drain = drain or self._drain(reporter, token)  # what the task said before it ended
+            if drain is not None:
+                await asyncio.wait({drain}, timeout=5)
+                apply(self._events(drain) if drain.done() else [])
             try:
                 outcome: Outcome = fut.result()
             except LOST as exc:
@@ -344,15 +363,20 @@ class RayExecutor:
                 self._running[kind] += 1
         return to
 
-    async def _drain(self, reporter: Any, token: str) -> list[tuple[Any, ...]]:
+    def _drain(self, reporter: Any, token: str) -> asyncio.Future[Any] | None:
         try:
-            events = asyncio.wrap_future(reporter.drain.remote(token).future())
-            done, _ = await asyncio.wait({events}, timeout=5)
-            return events.result() if done else []
+            return asyncio.wrap_future(reporter.drain.remote(token).future())
         except Exception:  # a reporter that died costs progress lines, never the job
             log.debug("reporter unavailable", exc_info=True)
+            return None
+
+    def _events(self, drain: asyncio.Future[Any]) -> list[tuple[Any, ...]]:
+        try:
+            return drain.result()
+        except Exception:
+            log.debug("reporter unavailable", exc_info=True)
             with self._lock:
-                self._reporter = None
+                self._reporter = None  # the next job gets a new one
             return []
 
     async def _cancel(self, ref: Any, fut: asyncio.Future[Any]) -> None:
@@ -380,6 +404,23 @@ class RayExecutor:
 
     async def aclose(self) -> None:
         return None  # the connection closes with the process (ray's atexit); tasks end with their jobs
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes, when a named cluster does not answer: ray.init retries an
+    unreachable GCS for a long while. ('auto' finds the local cluster's own address file.)"""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UnavailableError(f"--ray-address {address!r} is not 'auto', HOST:PORT or ray://HOST:PORT.")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UnavailableError(
+            f"Nothing answers at the Ray cluster address {address} ({exc}).",
+            hint="Check the head node runs (ray status there) and the port: 6379 for HOST:PORT on a cluster node, 10001 for ray://.",
+        ) from exc
 
 
 def _without_library(built: Built) -> Built:
