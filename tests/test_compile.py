@@ -168,6 +168,11 @@ def test_signature_must_match_the_definition(server_and_app):
     missing = resolve_solution(SolutionInput(files={"main.py": "def other(x, y, out):\n    pass\n"}, spec=spec, definition="vector_add_fp32"))
     with pytest.raises(InvalidArgumentError, match="no top-level function 'run'"):
         check_signature(missing, definition)
+    # The last binding is what runs: a wrapper that redefines run after the function it wraps.
+    wrapped = "def run(x, y):\n    return x + y\n\n_inner = run\n\ndef run(x, y, out):\n    out.copy_(_inner(x, y))\n"
+    assert check_signature(resolve_solution(SolutionInput(files={"main.py": wrapped}, spec=spec, definition="vector_add_fp32")), definition) == []
+    rebound = "def run(x, y, out):\n    pass\n\nrun = make_run()\n"
+    assert "is assigned" in check_signature(resolve_solution(SolutionInput(files={"main.py": rebound}, spec=spec, definition="vector_add_fp32")), definition)[0]
 
 
 def test_unknown_definition_and_missing_forms(mcp_server):
