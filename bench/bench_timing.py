@@ -2,6 +2,7 @@
 
   python bench/bench_timing.py fidelity   # kda-mcp median vs a direct CUPTI loop; spread over 5 runs
   python bench/bench_timing.py dataset    # wall time of benchmarking the sample dataset: kda-mcp vs flashinfer-bench
+  python bench/bench_timing.py self       # a definition's reference against itself, job after job: how far from 1.0
 
 Needs a GPU, cupti-python and flashinfer-bench. Prints tables; --json PATH also writes the numbers.
 """
@@ -143,6 +144,52 @@ def fidelity(args: argparse.Namespace) -> dict:
     return {"fidelity": rows}
 
 
+SELF_CASES = [
+    ("vector_add_fp32", [{"n": 4096}, {"n": 2**24}]),
+    ("gdn_decode_qk4_v8_d128_k_last", [{"batch_size": 1}, {"batch_size": 64}]),
+    ("rmsnorm_h4096_bf16", [{"batch_size": 128}]),
+]
+
+
+def self_comparison(args: argparse.Namespace) -> dict:
+    """Identical code as candidate and reference, in separate jobs (new processes each time). Within
+    a job the 95% interval covers round-to-round noise; across jobs the spread of the ratio shows
+    what differs between two processes running the same code, which no single job's interval sees."""
+    from kda_mcp.tools.evaluation.models import BenchmarkConfig
+    from kda_mcp.tools.solution import SolutionInput
+
+    app = make_app(Path(tempfile.mkdtemp()))
+    rows = []
+    for definition, axes_list in SELF_CASES:
+        reference = app.dataset().definition(definition).reference
+        solution = SolutionInput(files={"main.py": reference}, spec={"language": "python", "entry_point": "main.py::run", "destination_passing_style": False}, definition=definition, name=f"{definition}_self")
+        uuids = uuids_for(app, definition, axes_list)
+        runs: dict[str, list[tuple[float, list[float] | None]]] = {u: [] for u in uuids}
+        for _ in range(args.repeats):
+            result = run_kda(app, solution, uuids, BenchmarkConfig())
+            for row in result["workloads"]:
+                speedup = row.get("speedup") or {}
+                runs[row["workload"]].append((speedup.get("vs_reference"), speedup.get("vs_reference_ci95")))
+        for axes, uuid in zip(axes_list, uuids):
+            ratios = [r for r, _ in runs[uuid] if r]
+            covered = sum(1 for _, ci in runs[uuid] if ci and ci[0] <= 1.0 <= ci[1])
+            rows.append(
+                {
+                    "case": f"{definition} {axes}",
+                    "ratios": ratios,
+                    "intervals": [ci for _, ci in runs[uuid]],
+                    "mean": round(statistics.mean(ratios), 4) if ratios else None,
+                    "sd_pct": round(100 * statistics.stdev(ratios), 2) if len(ratios) > 1 else None,
+                    "covered": f"{covered}/{len(runs[uuid])}",
+                }
+            )
+    print(f"{'case':48} {'ratio per job':40} {'mean':>7} {'sd %':>6} {'CI has 1.0':>10}")
+    for r in rows:
+        print(f"{r['case']:48} {' '.join(f'{x:.3f}' for x in r['ratios']):40} {r['mean'] or 0:7.4f} {r['sd_pct'] or 0:6.2f} {r['covered']:>10}")
+    print(f"(speedup of the reference over itself, default config, {args.repeats} jobs per case)")
+    return {"self": rows}
+
+
 def dataset_wall(args: argparse.Namespace) -> dict:
     from flashinfer_bench.bench import Benchmark, BenchmarkConfig as FibConfig
     from flashinfer_bench.data import TraceSet
@@ -185,11 +232,11 @@ def dataset_wall(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["fidelity", "dataset"])
+    parser.add_argument("what", choices=["fidelity", "dataset", "self"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    numbers = fidelity(args) if args.what == "fidelity" else dataset_wall(args)
+    numbers = {"fidelity": fidelity, "dataset": dataset_wall, "self": self_comparison}[args.what](args)
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=1))
 

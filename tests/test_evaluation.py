@@ -172,9 +172,9 @@ def test_identical_code_reads_an_interval_containing_one():
     noisy = [100.0, 103.0, 98.0, 101.0, 99.0, 102.0, 97.0, 100.5]
     same = {"status": "PASSED", "timing": _timing(noisy, noisy, noisy)}
     drift = {"status": "PASSED", "timing": _timing([x * 1.002 for x in noisy], noisy, [x * 1.002 for x in noisy])}
-    ratio, interval = speedup_over(same, drift)
+    ratio, interval = speedup_over(same, drift, 0.0)
     assert ratio == pytest.approx(1 / 1.002, rel=1e-3) and interval[0] <= 1.0 <= interval[1] or interval[1] < 1.0
-    ratio, interval = speedup_over(same, same)
+    ratio, interval = speedup_over(same, same, 0.03)
     assert ratio == 1.0 and interval[0] <= 1.0 <= interval[1]
 
 

@@ -1,14 +1,21 @@
 """The statistics and result of an A/B comparison (compare_solutions).
 
-Each round gives one median per side; the verdict rests on the paired log-ratios of the rounds:
+Each round gives one median per side; the verdict rests on the paired log-ratios of the rounds
+(Student's t interval of their mean):
 statistically, B is faster when the whole 95% interval lies above 1; `meaningful` says whether it
 also clears the practical threshold (PRACTICAL_THRESHOLD either way), and both are stated.
+
+The rounds only see noise within one job. Two processes running identical code also differ, by an
+amount that stays put for the life of the processes (measured on an H200 with
+`python bench/bench_timing.py self`: the reference against itself, new processes per job, gave
+job-to-job spreads of the speedup of 0.5% for one large kernel and 2-5% for short and multi-kernel
+calls, while each job's own interval was under +-1%). So every interval also carries that spread
+(BenchmarkConfig.process_spread, a standard deviation of the log speedup), added in quadrature.
 """
 
 from __future__ import annotations
 
 import math
-import random
 import statistics
 from typing import Literal
 
@@ -23,6 +30,8 @@ ABVerdict = Literal["b_faster", "b_slower", "no_significant_difference", "not_co
 # others; that is not "no difference", and the message says which.
 OverallVerdict = Literal["b_faster", "b_slower", "mixed", "no_significant_difference", "not_comparable"]
 PRACTICAL_THRESHOLD = 0.01  # a difference under 1% is rarely worth a direction of its own
+PROCESS_SPREAD = 0.03  # default process_spread: the typical job-to-job spread measured (see above)
+Z95 = 1.96
 
 
 class WorkloadAB(Result):
@@ -33,7 +42,7 @@ class WorkloadAB(Result):
     a_us: float | None = Field(default=None, description="Median over rounds of A's per-round medians.")
     b_us: float | None = None
     speedup_b_over_a: float | None = Field(default=None, description="a_us / b_us: above 1 means B is faster.")
-    ci95: list[float] | None = Field(default=None, description="95% interval of the speedup, from the paired rounds.")
+    ci95: list[float] | None = Field(default=None, description="95% interval of the speedup: the paired rounds' spread plus the spread between processes (process_spread).")
     noise_pct: float | None = Field(default=None, description="Spread of the paired log-ratios (std, in %).")
     verdict: ABVerdict
     meaningful: bool | None = Field(default=None, description=f"The whole interval is more than {PRACTICAL_THRESHOLD:.0%} away from 1.")
@@ -54,15 +63,27 @@ class ComparisonResult(Result):
     method: str
 
 
-def paired_interval(a: list[float], b: list[float], *, seed: int = 0, resamples: int = 2000) -> tuple[float, float, float, float]:
-    """(speedup, low, high, noise%) for B over A from paired per-round medians, by bootstrap."""
+# Two-sided 95% quantiles of Student's t by degrees of freedom (rounds - 1); past 30, about 1.96.
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+       12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}  # fmt: skip
+
+
+def t95(df: int) -> float:
+    return T95[max(k for k in T95 if k <= df)] if df <= 30 else Z95
+
+
+def paired_interval(a: list[float], b: list[float], *, process_spread: float = PROCESS_SPREAD) -> tuple[float, float, float, float]:
+    """(speedup, low, high, noise%) for B over A from paired per-round medians. The interval is
+    Student's t on the mean log-ratio (a bootstrap of 4-8 rounds is too narrow), widened by the
+    spread between processes (process_spread, in quadrature)."""
     logs = [math.log(x / y) for x, y in zip(a, b) if x > 0 and y > 0]
     if not logs:
         raise ValueError("no paired rounds")
     center = math.exp(statistics.median(logs))
-    rng = random.Random(seed)
-    means = sorted(statistics.fmean(rng.choices(logs, k=len(logs))) for _ in range(resamples))
-    low, high = math.exp(means[int(0.025 * resamples)]), math.exp(means[int(0.975 * resamples) - 1])
+    mean = statistics.fmean(logs)
+    within = t95(len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else 0.0
+    half = math.hypot(within, Z95 * process_spread)
+    low, high = math.exp(min(mean - half, math.log(center))), math.exp(max(mean + half, math.log(center)))
     noise = 100 * (statistics.pstdev(logs) if len(logs) > 1 else 0.0)
     return center, low, high, noise
 

@@ -63,7 +63,8 @@ async def compare(app: KdaApp, plan_a: Plan, plan_b: Plan, *, progress: Progress
     built["b"] = await evaluator.build(plan_b.solution, plan_b.definition, plan_b.target, plan_b.dataset_root)
     method = (
         f"{plan_a.config.rounds} rounds, each one timed batch per side in a shuffled order; a round's median is one sample; "
-        "speedup = A's median / B's median, 95% bootstrap interval from the paired rounds"
+        "speedup = A's median / B's median, 95% Student's t interval from the paired rounds, "
+        f"widened by a {plan_a.config.process_spread:.1%} spread between processes (process_spread)"
     )
     failed = {side: b.error for side, b in built.items() if b.error}
     if failed:
@@ -108,7 +109,7 @@ def ab_row(plan: Plan, index: int, measurement: Measurement) -> WorkloadAB:
     paired = [(x, y) for x, y in zip(a_rounds, b_rounds) if x > 0 and y > 0]
     if len(paired) < 3:
         return row
-    speedup, low, high, noise = paired_interval([x for x, _ in paired], [y for _, y in paired])
+    speedup, low, high, noise = paired_interval([x for x, _ in paired], [y for _, y in paired], process_spread=plan.config.process_spread)
     row.a_us = round(statistics.median(x for x in sides["a"]["timing"]["span_us"] if x > 0), 3)
     row.b_us = round(statistics.median(x for x in sides["b"]["timing"]["span_us"] if x > 0), 3)
     row.speedup_b_over_a = round(speedup, 4)
