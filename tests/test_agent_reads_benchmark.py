@@ -177,3 +177,18 @@ def test_a_timing_fallback_is_a_warning_that_says_how_to_fix_it(plan: Plan, meth
         assert warning.check == "timing_fallback" and "other streams" in warning.detail and ".ci/install --gpu" in warning.detail
     else:
         assert result.warnings is None
+
+
+# ---- rows too small for the judge to verify stay out of the headline
+
+
+def test_a_row_under_the_verifiable_size_keeps_its_speedup_but_leaves_the_geomean(plan: Plan):
+    # A patched recorder on an H200 claimed 0.13 us for a 1.4 us vector add: within the judge's
+    # 4 us tolerance, so not flagged; such a row must not carry the geomean.
+    tiny = workload_row(plan, 0, _measurement(_side([0.14] * 16, [0.14] * 8), _side([1.4] * 16, [1.4] * 8)), [])
+    assert tiny.too_small_to_verify and tiny.speedup.vs_reference == pytest.approx(10.0)
+    large = workload_row(plan, 0, _measurement(_side([50.0] * 16, [50.0] * 8), _side([55.0] * 16, [55.0] * 8)), [])
+    assert not large.too_small_to_verify
+    aggregate = report._aggregate([tiny, large])
+    assert aggregate.geomean_speedup_vs_reference == pytest.approx(1.1) and aggregate.left_out_of_geomeans == 1
+    assert "left out of the geomeans" in report._message([tiny, large], None)

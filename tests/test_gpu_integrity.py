@@ -223,21 +223,25 @@ def test_cheat_is_caught(mcp_server, server_and_app, name):
         if row["status"] == "PASSED" and not row.get("suspect"):
             latency, outside = row["latency"]["median_us"], row["outside_us"]
             assert outside - latency <= max(VERIFY_REL * latency, VERIFY_ABS_US) + 0.5, row
+            gain = (row.get("speedup") or {}).get("vs_reference") or 1.0
+            assert gain < 1.1 or row.get("too_small_to_verify"), row  # a gain it got stays out of the geomean
 
 
 def test_a_process_that_escapes_and_hogs_the_gpu_is_seen_and_dies_with_the_job(mcp_server, server_and_app):
     _, app = server_and_app
     body = """
-import os, subprocess, sys, torch
+import os, subprocess, sys, time, torch
 HOG = "import torch,time\\nx=torch.empty(2**26,device='cuda')\\nn=0\\nwhile True:\\n    x.mul_(1.0000001)\\n    n+=1\\n    if n % 1000 == 0:\\n        torch.cuda.synchronize(); open('/tmp/kda-hog-beat','w').write(str(n))\\n"
 if os.environ.get("KDA_HOG") is None:
     subprocess.Popen([sys.executable, "-c", HOG], start_new_session=True, env={**os.environ, "KDA_HOG": "1"},
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Load only once the hog is running (its CUDA start takes seconds), so every timed call has it.
+    deadline = time.monotonic() + 60
+    while not os.path.exists("/tmp/kda-hog-beat") and time.monotonic() < deadline:
+        time.sleep(0.1)
 
-calls = [0]
 def run(x, y, out):
-    calls[0] += 1
-    if calls[0] == 40 and not os.path.exists("/tmp/kda-hog-beat"):
+    if not os.path.exists("/tmp/kda-hog-beat"):
         raise RuntimeError("the hog is not running")  # evidence for the test: PASSED means it ran
     torch.add(x, y, out=out)
 """
@@ -252,8 +256,14 @@ def run(x, y, out):
         assert speedup is None or 0.9 < speedup < 1.1, row
     from kda_mcp.tools.sandbox.sandbox import processes_of
 
+    # The user may already run the next job's warm spare (it imported the harness only); the hog is gone.
     for identity in app.sandbox._users.values():
-        assert processes_of(identity.uid) == [], identity.name
+        for pid in processes_of(identity.uid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue  # it ended meanwhile
+            assert b"kda-hog-beat" not in cmdline, (identity.name, pid)
     honest = bench(mcp_server, python("import torch\ndef run(x, y, out):\n    torch.add(x, y, out=out)\n", "after_hog"), dev(app)[-2:])
     assert not checks(honest), honest
 

@@ -29,6 +29,11 @@ class BenchmarkConfig(BaseModel):
     force_cuda_events: bool = Field(default=False, description="Have the executor report CUDA events instead of CUPTI (labelled fallback).")
     floor_factor: float = Field(default=0.8, gt=0, le=1, description="Flag times below this fraction of floor_us (0.8: over 1.25x the best copy bandwidth).")
     speedup_ceiling: float = Field(default=100.0, gt=1, description="Flag speedups above this (over the reference or the baseline) for review.")
+    process_spread: float = Field(
+        default=0.03, ge=0, le=0.5,
+        description="How much two processes running identical code differ (std of the log speedup), added to every interval; "
+        "0.03 is typical on an H200 for short and multi-kernel calls (bench/bench_timing.py self measures it).",
+    )  # fmt: skip
 
     def timing(self) -> dict[str, int | float | None]:
         """What the judge needs to plan its rounds."""
@@ -53,7 +58,7 @@ class TimingStats(Result):
 
 class Speedups(Result):
     vs_reference: float | None = None
-    vs_reference_ci95: list[float] | None = Field(default=None, description="95% interval of the speedup over the reference, from the paired rounds.")
+    vs_reference_ci95: list[float] | None = Field(default=None, description="95% interval of the speedup over the reference: the paired rounds' spread plus the spread between processes (process_spread).")
     vs_baseline: float | None = None
     vs_baseline_ci95: list[float] | None = None
 
@@ -76,6 +81,10 @@ class WorkloadResult(Result):
     kernels: int | None = Field(default=None, description="Median number of GPU activities (kernels, copies) per call.")
     host_call_us: float | None = Field(default=None, description="Median CPU time to launch one call (until it returns).")
     launch_bound: bool | None = Field(default=None, description="True when launching a call takes the host longer than the GPU takes to run it.")
+    too_small_to_verify: bool | None = Field(
+        default=None,
+        description="True when the judge measured under 15 us per call: it cannot tell a few us of hidden work from handshake noise there, so the speedup is shown but left out of the geomeans.",
+    )
     reference_us: float | None = None
     baseline_us: float | None = None
     speedup: Speedups | None = None
@@ -93,6 +102,7 @@ class Aggregate(Result):
     mean_speedup_vs_reference: float | None = None
     mean_speedup_vs_baseline: float | None = None
     worst_workload: str | None = Field(default=None, description="Lowest speedup vs baseline (or reference) among passed workloads, or the first failure.")
+    left_out_of_geomeans: int | None = Field(default=None, description="Passed workloads too small for the judge to verify (too_small_to_verify), not in the geomeans and means.")
 
 
 class Provenance(Result):

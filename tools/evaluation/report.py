@@ -33,7 +33,11 @@ from kda_mcp.tools.ledger import solution_hash
 # A reported time may fall short of the judge's own measurement of the same calls by this much
 # before the result is withheld as timing_unverified (calibrated on honest kernels; see README).
 VERIFY_REL = 0.03
-VERIFY_ABS_US = 3.0
+VERIFY_ABS_US = 4.0
+# Below this (the judge's own figure per call) hiding up to VERIFY_ABS_US is a large share of the
+# time: such rows keep their speedup but stay out of the geomeans, so the headline cannot be gamed
+# there (on an H200 a patched recorder claimed 10x on 1.4 us vector adds within the tolerance).
+VERIFIABLE_US = 15.0
 # The judge's L2 flush before each call is timed too; taking this much longer than it did before
 # any solution loaded means other GPU work overlapped the measurement.
 CONTENTION_FACTOR = 2.0
@@ -108,7 +112,7 @@ def contention_findings(timing: dict[str, Any], baseline_us: float | None) -> li
     return []
 
 
-def speedup_over(base: dict[str, Any] | None, cand: dict[str, Any]) -> tuple[float | None, list[float] | None]:
+def speedup_over(base: dict[str, Any] | None, cand: dict[str, Any], process_spread: float) -> tuple[float | None, list[float] | None]:
     """base/cand from the medians, with a 95% interval from the paired rounds (None when unusable)."""
     if not base or base.get("status") != "PASSED" or not base.get("timing"):
         return None, None
@@ -121,8 +125,8 @@ def speedup_over(base: dict[str, Any] | None, cand: dict[str, Any]) -> tuple[flo
     rounds = [(x, y) for x, y in zip(b.get("round_span", []), c.get("round_span", [])) if x > 0 and y > 0]
     interval = None
     if len(rounds) >= 3:
-        _, low, high, _ = paired_interval([x for x, _ in rounds], [y for _, y in rounds])
-        interval = [round(low, 4), round(high, 4)]
+        _, low, high, _ = paired_interval([x for x, _ in rounds], [y for _, y in rounds], process_spread=process_spread)
+        interval = [round(min(low, ratio), 4), round(max(high, ratio), 4)]  # the point (medians of all calls) inside it
     return round(ratio, 4), interval
 
 
@@ -310,6 +314,8 @@ def workload_row(plan: Plan, index: int, measurement: Measurement, static: list[
             row.launch_bound = row.host_call_us > row.latency.median_us or None
         offset = handshake_offset(sides, "reference")
         unverified, row.outside_us = verification_findings(timing, offset)
+        if row.outside_us is not None and row.outside_us < VERIFIABLE_US:
+            row.too_small_to_verify = True
         findings += unverified
         findings += contention_findings(timing, measurement.facts.get("flush_us"))
         for name in ("reference", "baseline"):
@@ -318,8 +324,8 @@ def workload_row(plan: Plan, index: int, measurement: Measurement, static: list[
                 findings += [Finding(check=f.check, detail=f"while the {name} was timed: {f.detail}") for f in contention_findings(other["timing"], measurement.facts.get("flush_us"))]
         findings += runtime_findings(cand.get("forbidden_calls"))
         findings += kernel_findings(timing.get("names", []), plan.policy)
-        ref, ref_ci = speedup_over(sides.get("reference"), cand)
-        base, base_ci = speedup_over(sides.get("baseline"), cand)
+        ref, ref_ci = speedup_over(sides.get("reference"), cand, plan.config.process_spread)
+        base, base_ci = speedup_over(sides.get("baseline"), cand, plan.config.process_spread)
         reference_timing = (sides.get("reference") or {}).get("timing")
         if reference_timing and sides["reference"].get("status") == "PASSED":
             row.reference_us = _stats(reference_timing["span_us"]).median_us if _stats(reference_timing["span_us"]) else None
@@ -413,8 +419,9 @@ def _method_tail(plan: Plan, facts: dict[str, Any]) -> str:
 
 def _aggregate(rows: list[WorkloadResult]) -> Aggregate:
     passed = [r for r in rows if r.status == "PASSED"]
-    vs_ref = [r.speedup.vs_reference for r in passed if r.speedup and r.speedup.vs_reference]
-    vs_base = [r.speedup.vs_baseline for r in passed if r.speedup and r.speedup.vs_baseline]
+    counted = [r for r in passed if not r.too_small_to_verify]
+    vs_ref = [r.speedup.vs_reference for r in counted if r.speedup and r.speedup.vs_reference]
+    vs_base = [r.speedup.vs_baseline for r in counted if r.speedup and r.speedup.vs_baseline]
     worst = None
     failing = [r for r in rows if r.status != "PASSED"]
     if failing:
@@ -430,6 +437,7 @@ def _aggregate(rows: list[WorkloadResult]) -> Aggregate:
         mean_speedup_vs_reference=_round(sum(vs_ref) / len(vs_ref)) if vs_ref else None,
         mean_speedup_vs_baseline=_round(sum(vs_base) / len(vs_base)) if vs_base else None,
         worst_workload=worst,
+        left_out_of_geomeans=(len(passed) - len(counted)) or None,
     )
 
 
@@ -449,6 +457,9 @@ def _message(rows: list[WorkloadResult], error: str | None) -> str:
         parts.append("failures: " + ", ".join(f"{n} {s}" for s, n in failures.items()))
     if suspect:
         parts.append(f"{suspect} result(s) flagged by integrity checks; their speedups are withheld (see findings)")
+    small = sum(bool(r.too_small_to_verify) and r.status == "PASSED" for r in rows)
+    if small:
+        parts.append(f"{small} workload(s) under {VERIFIABLE_US:g} us per call left out of the geomeans (too_small_to_verify)")
     if error:
         parts.append(error)
     return "; ".join(parts) + "."
