@@ -32,7 +32,8 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
             "definition's reference and the baseline interleaved in rounds; every time is verified against the "
             "judge's own clock. Reports per workload: status, latency (median, p10/p90), the judge's outside figure, "
             "busy time, kernel count, launch time and launch_bound, reference and baseline latency, speedups with "
-            "95% intervals, integrity findings (a finding withholds the speedup); records an attempt (pass "
+            "95% intervals (which include a 3% spread between processes), integrity findings (a finding withholds the "
+            "speedup; calls under 15 us are too_small_to_verify and stay out of the geomean); records an attempt (pass "
             "parent_attempt to keep lineage). workloads: 'dev' (default, spans the shapes), 'all', or uuids. Waits up "
             "to wait_seconds, then returns a job_id for get_job. " + SOLUTION_HELP
         ),

@@ -48,7 +48,8 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
             "Decide whether B is really faster than A: both are loaded at once on one leased GPU, each sandboxed, "
             "and timed in rounds whose order is shuffled (one timed batch per side per round; a round's median is one "
             "sample); both sides' outputs and times are checked like run_benchmark's. Per workload: medians, the "
-            "speedup of B over A with a 95% interval from the paired rounds, the noise, a verdict (b_faster or "
+            "speedup of B over A with a 95% interval from the paired rounds, widened by how much two processes running "
+            "the same code differ (config.process_spread, 3% by default: differences under ~6% are not resolved), the noise, a verdict (b_faster or "
             "b_slower when the interval excludes 1, else no_significant_difference) and whether the difference is "
             "meaningful (the interval clears 1% either way). Use it when run_benchmark shows a small difference; "
             "give a = {attempt: '<parent id>'} to compare against a parent attempt. " + SOLUTION_HELP
