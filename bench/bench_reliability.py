@@ -26,7 +26,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,8 @@ import anyio
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+
+from tests.conftest import free_port, kda_mcp_command, wait_healthy
 
 PATHOLOGICAL = r"(.*.*)*=.*shared.*X{5}"
 SLOW_LINE = "int x = shared_mem[threadIdx.x] + shared_other[1]; // the shared memory of the block, XXXX " * 12
@@ -95,12 +96,6 @@ def rss_mib(pid: int) -> float:
     return total / 1024
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # --- fuzz ----------------------------------------------------------------------------------------
 
 
@@ -136,10 +131,9 @@ class LiveServer:
         (wiki / "slow.md").write_text(f"# Slow\n\nA page the pathological pattern backtracks on.\n\n{SLOW_LINE}\n")
         for name in ("state", "cache", "workspace"):
             (base / name).mkdir(parents=True, exist_ok=True)
-        exe = shutil.which("kda-mcp") or str(Path(sys.executable).with_name("kda-mcp"))
-        command = [exe] if Path(exe).exists() else [sys.executable, "-m", "kda_mcp.server.cli"]
-        command += ["serve", "--http", "--port", str(self.port), "--log-level", "WARNING", "--wiki", str(wiki)]
-        help_text = subprocess.run([*command[:1], "serve", "--help"], capture_output=True, text=True).stdout if command[0] == exe else ""
+        launcher = kda_mcp_command()
+        command = [*launcher, "serve", "--http", "--port", str(self.port), "--log-level", "WARNING", "--wiki", str(wiki)]
+        help_text = subprocess.run([*launcher, "serve", "--help"], capture_output=True, text=True).stdout
         if per_token_limit is not None and "--max-requests-per-token" in help_text:
             command += ["--max-requests-per-token", str(per_token_limit), "--max-requests", str(2 * per_token_limit)]
         env = {k: v for k, v in os.environ.items() if k not in ("FIB_DATASET_PATH", "KDA_WIKI_PATHS")}
@@ -149,17 +143,7 @@ class LiveServer:
         self.log = log.open("w")
         self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=str(base))
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early; see {log}")
-            try:
-                if httpx2.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx2.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("server did not become healthy")
+        wait_healthy(self.url, self.proc, why=lambda: f"see {log}")
 
     def client(self, http: Any) -> Client:
         return Client(streamable_http_client(f"{self.url}/mcp", http_client=http), mode="legacy")

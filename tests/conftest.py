@@ -7,6 +7,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -81,6 +83,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, *, timeout: float = 90, why: Callable[[], str] = lambda: "") -> None:
+    """Until `url`/health answers 200; fails at once if the server process exits (`why()` says why)."""
+    import httpx2
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited early ({proc.returncode}): {why()}")
+        try:
+            if httpx2.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx2.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"server did not become healthy within {timeout:.0f} s")
 
 
 def child_env(isolated_dirs: dict[str, Path], **extra: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import anyio
@@ -18,7 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 from starlette.testclient import TestClient
 
 from kda_mcp.server.http import HttpOptions, build_http_app, check_bind, load_token
-from tests.conftest import REPO, child_env, free_port, kda_mcp_command
+from tests.conftest import REPO, child_env, free_port, kda_mcp_command, wait_healthy
 from kda_mcp.tools.errors import InvalidArgumentError
 
 TOKEN = "test-token-0123456789"
@@ -133,20 +132,6 @@ def test_non_loopback_bind_needs_a_token(tmp_path):
 # ---- a real `kda-mcp serve --http` process on loopback
 
 
-def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited early: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            if httpx2.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return
-        except httpx2.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("server did not become healthy")
-
-
 @pytest.fixture(scope="module")
 def live_server(isolated_dirs):
     port = free_port()
@@ -159,7 +144,7 @@ def live_server(isolated_dirs):
         cwd=REPO,
     )
     try:
-        _wait_healthy(port, proc)
+        wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=60, why=lambda: proc.stderr.read() if proc.stderr else "")
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         proc.terminate()

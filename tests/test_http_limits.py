@@ -26,7 +26,7 @@ import httpx2
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from tests.conftest import REPO, child_env, free_port
+from tests.conftest import REPO, child_env, free_port, wait_healthy
 
 TOKEN = "limits-token-0123456789"
 HEADER_TIMEOUT_S = 1.0
@@ -118,25 +118,11 @@ def _start(tmp: Path, isolated_dirs, *args: str, http: bool = True) -> Server:
     server = Server(proc, port, state, log)
     if http:
         try:
-            _wait_healthy(server)
+            wait_healthy(server.url, proc, why=lambda: log.read_text()[-3000:])
         except BaseException:
             server.stop()
             raise
     return server
-
-
-def _wait_healthy(server: Server, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise AssertionError(f"server exited early ({server.proc.returncode}):\n{server.log.read_text()[-3000:]}")
-        try:
-            if httpx2.get(f"{server.url}/health", timeout=1).status_code == 200:
-                return
-        except httpx2.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("server did not become healthy")
 
 
 def _rpc(name: str, arguments: dict, rid: int = 1) -> bytes:
