@@ -187,30 +187,6 @@ def scan_pages(
     return ScanOutcome(found, False)
 
 
-def scan(
-    pages: Iterable[Page],
-    regex: _regex.Pattern[str],
-    literal: str,
-    *,
-    max_matches: int,
-    folded: Callable[[Page], str],
-    time_budget_s: float = TIME_BUDGET_S,
-    per_search_s: float = PER_SEARCH_S,
-) -> tuple[list[Match], bool]:
-    """Matching lines, in page order; also whether the scan stopped before the end.
-
-    A pattern that runs past its time limit on a line raises GrepTimeoutError, whose message names
-    the line, says what was found before it and how to simplify the pattern (the result model has
-    no room for a note; callers that have one can use scan_pages instead).
-    """
-    outcome = scan_pages(
-        pages, regex, literal, max_matches=max_matches, folded=folded, time_budget_s=time_budget_s, per_search_s=per_search_s
-    )
-    if outcome.timed_out:
-        raise GrepTimeoutError(outcome.note or f"The grep pattern ran past its time limit. {SLOW_PATTERN_HINT}")
-    return outcome.matches, outcome.truncated
-
-
 def _found_so_far(found: list[Match]) -> str:
     if not found:
         return "no matching line was found before it"
