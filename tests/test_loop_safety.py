@@ -72,6 +72,18 @@ def test_catastrophic_pattern_on_the_bundled_pages_answers_quickly(tmp_path: Pat
     assert longest_gap() < 0.5, "another thread was kept from running Python code"
 
 
+@pytest.mark.parametrize("pattern", [r"shared(?:(?:(?:x{999}){999}){9})?", r"shared (?=a{200}){100}"])
+def test_a_pattern_that_unrolls_when_compiled_is_refused_before_it_compiles(tmp_path: Path, pattern: str) -> None:
+    """The engine unrolls counted repeats at compile time with the GIL held, before any search time
+    limit: the first pattern stalled another thread for 8 s; it must be refused at once."""
+    wiki = WikiIndex.open([WikiRoot("wiki", BUNDLED_PAGES)], cache_dir=tmp_path / "cache")
+    with ticker() as longest_gap:
+        with pytest.raises(InvalidArgumentError, match="counted repeats"):
+            wiki.grep(pattern, max_matches=5)
+    assert longest_gap() < 0.5
+    assert wiki.grep(r"shared(?:x{100}){9}|shared memory", max_matches=5).pattern  # moderate counts still compile
+
+
 def test_catastrophic_line_times_out_with_a_clear_error_and_releases_the_gil(tmp_path: Path) -> None:
     wiki = WikiIndex.open([WikiRoot("w", slow_wiki(tmp_path / "w"))], cache_dir=tmp_path / "cache")
     with ticker() as longest_gap:

@@ -32,6 +32,9 @@ from kda_mcp.tools.errors import InvalidArgumentError
 from kda_mcp.wiki_index.pages import Page
 
 MAX_PATTERN_CHARS = 300
+# The regex engine unrolls counted repeats when it compiles, holding the GIL: x{999}{999} takes
+# seconds before any time limit applies. Refuse patterns whose nested counts multiply past this.
+MAX_UNROLLED = 10_000
 MAX_LINE_CHARS = 300
 MIN_LITERAL_CHARS = 3
 TIME_BUDGET_S = 3.0  # one grep call, all pages together
@@ -100,6 +103,27 @@ def _literal_runs(items: Iterable[tuple[object, object]]) -> list[str]:
     return runs
 
 
+def _unrolled_size(items: Iterable[tuple[object, object]]) -> int:
+    """How many items compiling would unroll: counted repeats multiply what they repeat."""
+    total = 0
+    for op, arg in items:
+        if op in _REPEATS:
+            low, high, sub = arg  # type: ignore[misc]
+            count = low if high == sre_constants.MAXREPEAT else high
+            total += max(int(count), 1) * _unrolled_size(sub)  # type: ignore[arg-type]
+        elif op is sre_constants.SUBPATTERN:
+            total += _unrolled_size(arg[-1])  # type: ignore[index]
+        elif op is sre_constants.BRANCH:
+            total += sum(_unrolled_size(branch) for branch in arg[1])  # type: ignore[index,union-attr]
+        elif getattr(sre_constants, "ATOMIC_GROUP", None) is op or op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+            total += _unrolled_size(arg if getattr(sre_constants, "ATOMIC_GROUP", None) is op else arg[1])  # type: ignore[index,arg-type]
+        else:
+            total += 1
+        if total > MAX_UNROLLED:
+            return total  # enough to refuse; stop before the product overflows anything
+    return total
+
+
 def required_literal(pattern: str) -> str | None:
     """The longest literal every match of `pattern` contains, if one has 3+ characters."""
     try:
@@ -128,6 +152,11 @@ def compile_pattern(pattern: str, *, ignore_case: bool) -> tuple[_regex.Pattern[
         re.compile(pattern)
     except (re.error, RecursionError, OverflowError) as exc:
         raise InvalidArgumentError(f"Invalid regex {pattern!r}: {exc}.", hint=hint) from exc
+    if _unrolled_size(sre_parse.parse(pattern)) > MAX_UNROLLED:
+        raise InvalidArgumentError(
+            f"The grep pattern {pattern!r} nests counted repeats that multiply past {MAX_UNROLLED:,} items.",
+            hint="Use smaller counts ({3} rather than {999}) or '+' / '*'; grep matches within one line anyway.",
+        )
     try:
         compiled = _regex.compile(pattern, _regex.VERSION0 | (_regex.IGNORECASE if ignore_case else 0))
     except (_regex.error, RecursionError, OverflowError, ValueError) as exc:
