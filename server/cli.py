@@ -277,7 +277,7 @@ class Stopper:
                 return
             try:
                 if "jobs" in self.app.__dict__:
-                    _close_runner(self.app.jobs)  # type: ignore[attr-defined]
+                    self.app.jobs.close()  # type: ignore[attr-defined]  # records its unfinished jobs interrupted
             except Exception:
                 log.exception("closing the job runner failed")
             finally:
@@ -291,23 +291,6 @@ def _exit_now(code: int) -> None:
         except Exception:  # a closed pipe: nothing left to tell
             pass
     os._exit(code)
-
-
-def _close_runner(runner: object) -> None:
-    # JobRunner.close() cancels the jobs, but a job cancelled by the loop's shutdown never writes its
-    # final status, so the ones this runner had not finished are recorded here.
-    # TODO(tools/jobs.py): move this into JobRunner.close().
-    from kda_mcp.tools.store import now
-
-    unfinished = [job_id for job_id, done in list(getattr(runner, "_done", {}).items()) if not done.is_set()]
-    runner.close()  # type: ignore[attr-defined]
-    if unfinished:
-        marks = ",".join("?" * len(unfinished))
-        runner.store.execute(  # type: ignore[attr-defined]
-            f"UPDATE jobs SET status = 'interrupted', finished = ?, error = ? WHERE status IN ('queued', 'running') AND id IN ({marks})",
-            (now(), "The server was stopped (signal) while this job ran; submit it again.", *unfinished),
-        )
-        log.warning("marked %d unfinished job(s) interrupted: %s", len(unfinished), ", ".join(unfinished))
 
 
 def _warm_wiki(app: object) -> None:
