@@ -484,9 +484,9 @@ def test_no_solution_runs_on_a_node_without_token_auth(tmp_path: Path):
     from kda_mcp.tools.executors.tasks import NodeContext, NodeSettings
     from kda_mcp.tools.sandbox.sandbox import Sandbox
 
-    def context(auth: str, mode: str, allow: bool) -> NodeContext:
+    def context(auth: str, mode: str, allow: bool, asked: str = "auto") -> NodeContext:
         ctx = object.__new__(NodeContext)
-        ctx.node = NodeSettings(allow_no_auth=allow)
+        ctx.node = NodeSettings(sandbox=asked, allow_no_auth=allow)
         ctx.where = {"host": "gpu-7", "address": "10.0.0.7", "ray_auth": auth}
         ctx.__dict__["sandbox"] = Sandbox(mode=mode, runtime_dir=tmp_path)  # type: ignore[arg-type]
         return ctx
@@ -494,8 +494,13 @@ def test_no_solution_runs_on_a_node_without_token_auth(tmp_path: Path):
     with pytest.raises(KdaError, match="without Ray's token authentication") as refused:
         context("disabled", "user", False).check_boundary()
     assert "RAY_AUTH_MODE=token" in str(refused.value) and "KDA_RAY_NO_AUTH=1" in str(refused.value)
-    for auth, mode, allow in (("token", "user", False), ("disabled", "user", True), ("disabled", "none", False)):
-        context(auth, mode, allow).check_boundary()
+    for auth, mode, allow, asked in (("token", "user", False, "auto"), ("disabled", "user", True, "auto"), ("disabled", "none", False, "none")):
+        context(auth, mode, allow, asked).check_boundary()
+    # A node where --sandbox auto fell back to none (Ray not root) would run code as the Ray user, who
+    # can read the token: refused even with token auth on, unless the operator chose --sandbox none.
+    for auth in ("token", "disabled"):
+        with pytest.raises(KdaError, match="cannot sandbox solutions"):
+            context(auth, "none", False).check_boundary()
 
 
 def test_an_address_nobody_answers_fails_in_seconds():

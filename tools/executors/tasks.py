@@ -123,7 +123,18 @@ class NodeContext:
         target over a local socket), so on such a node it would be one connection from root. With
         RAY_AUTH_MODE=token every Ray entry point wants the token, which no sandboxed process sees
         (not in its environment, not readable in /proc or ~root)."""
-        if self.where["ray_auth"] == "token" or self.node.allow_no_auth or self.sandbox.mode == "none":
+        if self.sandbox.mode == "none":
+            if self.node.sandbox == "none":
+                return  # the operator chose no isolation anywhere: nothing here to go around
+            # --sandbox auto fell back to none (not root): the code would run as the Ray user, who can
+            # read the cluster's token and so run tasks on every node, sandboxed or not.
+            raise KdaError(
+                f"Ray node {self.where['host']} ({self.where['address']}) cannot sandbox solutions (Ray does not run as root there): "
+                "code under test would run as the Ray user, read the cluster's token and reach every node; kda-mcp runs no solution there.",
+                hint="Start Ray as root on every GPU node so solutions run as sandbox users, or start the server with --sandbox none "
+                "for a cluster only you use.",
+            )
+        if self.where["ray_auth"] == "token" or self.node.allow_no_auth:
             return
         raise KdaError(
             f"Ray node {self.where['host']} ({self.where['address']}) runs without Ray's token authentication, so code under test "
