@@ -464,6 +464,17 @@ def test_triton_compilation_error_without_source() -> None:
     assert diag.message == "NameError('undefined_name is not defined') (line 5, column 13 of the @triton.jit function)"
 
 
+def test_triton_error_is_placed_in_the_submitted_sources_after_the_room_is_gone() -> None:
+    """compile_solution parses after the room the JIT ran in is cleared (and its files were the
+    solution's to swap): the excerpt is found in the sources as submitted."""
+    from kda_mcp.tools.compile.diagnostics import solution_diagnostics
+
+    sources = {"kernels/add.py": TRITON_SOURCE, "main.py": "import kernels.add\n"}
+    parsed = solution_diagnostics(TRITON_LOG.format(root="/gone/room/src"), source_root="/gone/room/src", sources=sources)
+    [diag] = parsed.diagnostics
+    assert (diag.tool, diag.file, diag.line, diag.column) == ("triton", "kernels/add.py", 10, 13)
+
+
 def test_order_dedupe_and_limit() -> None:
     log = "\n".join(
         [

@@ -47,6 +47,13 @@ from kda_mcp.tools.solution import check_signature
 MAX_DIAGNOSTICS = 20
 MAX_LIBRARY_BYTES = 512 * 2**20
 LOG_TAIL_CHARS = 20_000
+
+
+def own_sources(solution: Solution) -> dict[str, str]:
+    """The solution's sources as submitted (what diagnostics are placed in, not the room's copies)."""
+    return {source.path: source.content for source in solution.sources}
+
+
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)
@@ -215,7 +222,7 @@ class Compiler:
         child = _read_child_result(room)
         # The solution's own diagnostics are listed; those of torch's and CUDA's headers only counted.
         # A ptxas error in inline PTX maps back to its .cu line through the PTX the build kept.
-        parsed = await anyio.to_thread.run_sync(lambda: solution_diagnostics(outcome.output, source_root=source_dir, ptx_dirs=[build_dir / "nvcc-keep"]))
+        parsed = await anyio.to_thread.run_sync(lambda: solution_diagnostics(outcome.output, source_root=source_dir, ptx_dirs=[build_dir / "nvcc-keep"], sources=own_sources(solution)))
         diagnostics, omitted = _sort_diagnostics(parsed.diagnostics)
         base = dict(
             solution=solution.name,
@@ -320,7 +327,7 @@ class Compiler:
             finally:
                 await anyio.to_thread.run_sync(self.sandbox.clear, [room])
         (folder / "build.log").write_text(outcome.output.replace(str(source_dir) + "/", ""))
-        parsed = await anyio.to_thread.run_sync(lambda: solution_diagnostics(outcome.output, source_root=source_dir))
+        parsed = await anyio.to_thread.run_sync(lambda: solution_diagnostics(outcome.output, source_root=source_dir, sources=own_sources(solution)))
         diagnostics, omitted = _sort_diagnostics(parsed.diagnostics)
         base.update(
             build_seconds=round(outcome.seconds, 2),

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from glob import escape as glob_escape
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +72,15 @@ class _Context:
     _sources: dict[Path, list[str] | None] = field(default_factory=dict)
     _source_bytes: int = 0
     _tree: list[Path] | None = None
+    # The solution's sources (relative path -> text), when the caller has them: read from here, never
+    # from the room the untrusted code ran in (gone by then, and its files were the solution's to swap).
+    sources: dict[str, str] | None = None
+
+    def _own(self, suffixes: tuple[str, ...]) -> list[Path] | None:
+        """Paths of the given sources with these suffixes, when the sources were given."""
+        if self.sources is None or self.source_root is None:
+            return None
+        return sorted(self.source_root / rel for rel in self.sources if Path(rel).suffix in suffixes)[:_MAX_SCAN_FILES]
 
     def add(self, tool: Tool, severity: str, message: str, file: str | None = None, line: int | None = None,
             column: int | None = None) -> None:
@@ -164,11 +173,13 @@ class _Context:
         """The solution's inline-asm statements (file:line), those naming `op` when given."""
         if self._asm is None:
             self._asm = []
-            if self.source_root is not None and self.source_root.is_dir():
+            paths = self._own(tuple(_ASM_SUFFIXES))
+            if paths is None and self.source_root is not None and self.source_root.is_dir():
                 try:
                     paths = sorted(p for p in self.source_root.rglob("*") if p.suffix in _ASM_SUFFIXES and p.is_file())[:_MAX_SCAN_FILES]
                 except OSError:
                     paths = []
+            if paths:
                 for path in paths:
                     lines = self.source_lines(path)
                     for number, text in enumerate(lines or [], start=1):
@@ -194,6 +205,11 @@ class _Context:
         if path in self._sources:
             return self._sources[path]
         lines = None
+        if self.sources is not None:
+            rel = os.path.relpath(path, self.source_root) if self.source_root is not None and path.is_absolute() else str(path)
+            text = self.sources.get(os.path.normpath(rel))
+            self._sources[path] = [t.strip() for t in text.splitlines()] if text is not None else None
+            return self._sources[path]
         try:
             size = path.stat().st_size
             if size <= _MAX_SCAN_BYTES and self._source_bytes + size <= _MAX_SCAN_TOTAL_BYTES:
@@ -206,6 +222,8 @@ class _Context:
 
     def source_tree(self) -> list[Path]:
         """The source root's .py files, sorted, at most _MAX_SCAN_FILES (listed once per parse)."""
+        if self._tree is None and (own := self._own((".py",))) is not None:
+            self._tree = own
         if self._tree is None:
             found: list[Path] = []
             if self.source_root is not None and self.source_root.is_dir():
@@ -292,23 +310,26 @@ def solution_diagnostics(
     limit: int = 50,
     max_chars: int = MAX_LOG_CHARS,
     ptx_dirs: Sequence[str | Path] = (),
+    sources: Mapping[str, str] | None = None,
 ) -> SolutionDiagnostics:
     """What compile_solution lists: every error, and the warnings and notes of the solution's own
     files (or of no file); warnings and notes from other files (torch's, CUDA's headers) are only
-    counted, in `outside_solution`."""
+    counted, in `outside_solution`. `sources` (relative path -> text) are what excerpts are placed
+    in; without them the files under source_root are read."""
     if limit < 0:
         raise InvalidArgumentError(f"limit must be 0 or more, not {limit}.")
-    ctx = _parse(log, source_root, max_chars, ptx_dirs)
+    ctx = _parse(log, source_root, max_chars, ptx_dirs, sources)
     own = [f for f in ctx.found if f[3] == "error" or not ctx.outside_solution(f[0])]
     outside = {(f[0], f[1], f[4]) for f in ctx.found if f[3] != "error" and ctx.outside_solution(f[0])}
     return SolutionDiagnostics(diagnostics=_unique(own, limit), outside_solution=len(outside))
 
 
-def _parse(log: str, source_root: str | Path | None, max_chars: int, ptx_dirs: Sequence[str | Path]) -> _Context:
+def _parse(log: str, source_root: str | Path | None, max_chars: int, ptx_dirs: Sequence[str | Path], sources: Mapping[str, str] | None = None) -> _Context:
     roots: list[str] = []
     if source_root is not None:
         roots = list(dict.fromkeys((os.path.normpath(os.path.abspath(source_root)), os.path.realpath(source_root))))
-    ctx = _Context(roots=roots, source_root=Path(roots[0]) if roots else None, ptx_dirs=[Path(d) for d in ptx_dirs])
+    ctx = _Context(roots=roots, source_root=Path(roots[0]) if roots else None, ptx_dirs=[Path(d) for d in ptx_dirs],
+                   sources={os.path.normpath(k): v for k, v in sources.items()} if sources is not None else None)
     log, _ = cap_log(log, max_chars)
     if "\x1b" in log:
         log = _ANSI.sub("", log)
