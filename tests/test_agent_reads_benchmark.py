@@ -192,3 +192,12 @@ def test_a_row_under_the_verifiable_size_keeps_its_speedup_but_leaves_the_geomea
     aggregate = report._aggregate([tiny, large])
     assert aggregate.geomean_speedup_vs_reference == pytest.approx(1.1) and aggregate.left_out_of_geomeans == 1
     assert "left out of the geomeans" in report._message([tiny, large], None)
+
+
+def test_without_a_timed_reference_the_candidates_time_is_unverified(plan: Plan):
+    """A candidate that makes the reference fail (say, by taking the GPU's memory) must not be
+    verified against its own handshake gap instead."""
+    failed_reference = {"status": "RUNTIME_ERROR"}
+    row = workload_row(plan, 0, _measurement(_side([0.5] * 16, [0.5] * 8), failed_reference), [])
+    assert "timing_unverified" in {f.check for f in row.findings or []}
+    assert row.suspect and row.speedup is None

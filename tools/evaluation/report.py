@@ -66,11 +66,11 @@ def median_gap(timing: dict[str, Any]) -> float | None:
 
 def handshake_offset(sides: dict[str, dict[str, Any]], trusted: str | None) -> float | None:
     """What the go/done handshake adds to the judge's bracket, calibrated on this workload: the
-    trusted side's gap (the reference runs our code only), else the smallest gap of any side."""
+    trusted side's gap (the reference runs our code only); without a trusted side (A/B), the smallest gap."""
     gaps = {name: median_gap(outcome["timing"]) for name, outcome in sides.items() if outcome.get("timing")}
     gaps = {k: v for k, v in gaps.items() if v is not None}
-    if trusted and trusted in gaps:
-        return gaps[trusted]
+    if trusted:
+        return gaps.get(trusted)  # never an untrusted side's gap: it could be the one hiding work
     return min(gaps.values()) if gaps else None
 
 
@@ -314,6 +314,14 @@ def workload_row(plan: Plan, index: int, measurement: Measurement, static: list[
             row.launch_bound = row.host_call_us > row.latency.median_us or None
         offset = handshake_offset(sides, "reference")
         unverified, row.outside_us = verification_findings(timing, offset)
+        if offset is None:
+            unverified = [
+                Finding(
+                    check="timing_unverified",
+                    detail="the reference was not timed in this workload (it failed or did not run), so the judge had nothing to "
+                    "calibrate its clock on and the reported time is not verified",
+                )
+            ]
         if row.outside_us is not None and row.outside_us < VERIFIABLE_US:
             row.too_small_to_verify = True
         findings += unverified
