@@ -151,7 +151,7 @@ class Compiler:
     ) -> CompileResult:
         extra_flags = check_flags(extra_flags)
         if solution.spec.language.value in ("cuda", "cpp"):
-            check_includes({source.path: source.content for source in solution.sources})
+            await anyio.to_thread.run_sync(check_includes, own_sources(solution))  # seconds on megabytes of source
         key = self.key_for(solution, target, extra_flags)
         syntax = _python_syntax_errors(solution)
         if syntax:  # a compile failure, reported like any other (and never cached)
@@ -251,7 +251,8 @@ class Compiler:
         if not built.is_relative_to(room.path):
             return CompileResult(status="failed", message="The build reported a library outside its own folder; nothing was kept.", **base)
         library = folder / "lib" / built.name
-        if not copy_out(room.path, str(built.relative_to(room.path)), library, limit=MAX_LIBRARY_BYTES):
+        copied = await anyio.to_thread.run_sync(lambda: copy_out(room.path, str(built.relative_to(room.path)), library, limit=MAX_LIBRARY_BYTES))
+        if not copied:
             return CompileResult(status="failed", message="The build reported a library that is not there (or is a link); nothing was kept.", **base)
         kernels = await anyio.to_thread.run_sync(parse_ptxas_info, outcome.output)
         _, cut = cap_log(outcome.output)

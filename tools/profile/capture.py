@@ -126,7 +126,7 @@ async def capture(request: CaptureRequest, lease: Lease, ncu: str, sandbox: Sand
         if outcome.timed_out:
             raise KdaError(f"Profiling ran past {request.timeout_s:.0f} s and was stopped; use set='quick', a kernels regex, or a smaller workload.")
         report = request.report.with_suffix(".ncu-rep")
-        if not copy_out(room.path, "report.ncu-rep", report, limit=MAX_REPORT_BYTES):
+        if not await anyio.to_thread.run_sync(lambda: copy_out(room.path, "report.ncu-rep", report, limit=MAX_REPORT_BYTES)):
             if "No kernels were profiled" in text:
                 raise KdaError(
                     "Nsight Compute profiled no kernel of the call.",
