@@ -190,6 +190,15 @@ def test_include_check_names_every_file_and_line() -> None:
     assert "kernel.cu:4" in message and "util.cuh:2" in message and "binding.py" not in message
 
 
+@pytest.mark.parametrize("included", ["x.txt", "sub/x.inc", "data"])
+def test_a_computed_include_in_a_file_c_includes_by_name_is_refused(included: str) -> None:
+    """The preprocessor reads an included file as C whatever its suffix: a macro defined in the .cu
+    and used in a .txt it includes would otherwise name any file."""
+    files = {"kernel.cu": f'#define P "/etc/passwd"\n#include "{included}"\n', included: "#include P\n"}
+    with pytest.raises(InvalidArgumentError, match="computed include"):
+        check_includes(files)
+
+
 def test_normal_includes_pass() -> None:
     check_includes(
         {

@@ -10,7 +10,11 @@ runs.
 
 `check_includes` refuses `#include` (and `#embed`, `__has_include`, assembler `.incbin`/`.include`)
 naming an absolute path or one with a `..` component: with no -I allowed, every other include
-resolves inside the solution or among the toolkit's and the system's public headers.
+resolves inside the solution or among the toolkit's and the system's public headers. A text scan
+cannot see everything the preprocessor and assembler can build (a `.incbin` spelled with string
+escapes, say): it catches the plain forms early and with a clear message; what keeps a build from
+reading the server's files is that it runs as a sandbox user (mode none says it has no such
+boundary).
 """
 
 from __future__ import annotations
@@ -316,9 +320,22 @@ def _path_problem(name: str) -> str | None:
     return None
 
 
-def _scan_includes(path: str, lines: list[tuple[int, str]], problems: dict[tuple[str, int], str]) -> None:
+_QUOTED_INCLUDE = re.compile(r'#\s*include\s*"([^"\n]+)"')
+
+
+def _included_by_name(files: dict[str, str]) -> set[str]:
+    """Sources some file includes by a quoted name (as written, and by that name's last part): the
+    preprocessor reads them as C whatever their suffix (`#include "x.txt"` holding `#include P`)."""
+    named: set[str] = set()
+    for text in files.values():
+        if isinstance(text, str) and "include" in text:
+            for name in _QUOTED_INCLUDE.findall(_SPLICE.sub("", text)):
+                named.update((name.strip(), name.strip().rsplit("/", 1)[-1]))
+    return {path for path in files if path in named or path.rsplit("/", 1)[-1] in named}
+
+
+def _scan_includes(path: str, lines: list[tuple[int, str]], problems: dict[tuple[str, int], str], *, c_family: bool) -> None:
     # In other files (Python, text) '# include ...' is a comment; only a named path is checked there.
-    c_family = path.lower().endswith(_C_FAMILY)
     for number, text in lines:
         if "include" in text or "import" in text or "embed" in text:
             for match in _DIRECTIVE.finditer(text):
@@ -363,15 +380,17 @@ def check_includes(files: dict[str, str]) -> None:
     message names every problem as file:line (the first few).
     """
     problems: dict[tuple[str, int], str] = {}
+    included = _included_by_name(files)
     for path, text in files.items():
         if not isinstance(text, str):
             continue
         spliced = _SPLICE.sub("", text.replace("??/", "\\"))
         if not any(word in spliced for word in ("include", "import", "embed", ".inc")):
             continue
-        _scan_includes(path, _logical_lines(text), problems)
+        c_family = path.lower().endswith(_C_FAMILY) or path in included
+        _scan_includes(path, _logical_lines(text), problems, c_family=c_family)
         if "/*" in text:
-            _scan_includes(path, _logical_lines(_strip_block_comments(text)), problems)
+            _scan_includes(path, _logical_lines(_strip_block_comments(text)), problems, c_family=c_family)
     if problems:
         listed = [problems[key] for key in sorted(problems)]
         shown = "; ".join(listed[:MAX_INCLUDE_PROBLEMS])
