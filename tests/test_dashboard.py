@@ -290,6 +290,49 @@ def test_logout_forgets_the_session(dashboard):
     assert c.get("/ui/").status_code == 303
 
 
+def test_the_server_checks_a_cookies_age_and_signature(anon):
+    from kda_mcp.server.dashboard import auth
+
+    now = int(time.time())
+    for value, opens in (
+        (auth.session_value(TOKEN.encode(), now - 60), True),
+        (auth.session_value(TOKEN.encode(), now - auth.SESSION_MAX_AGE_S - 60), False),  # past its age, whatever the browser keeps
+        (auth.session_value(TOKEN.encode(), now + 3600), False),  # issued in the future
+        (f"{now - 60}." + auth.session_value(TOKEN.encode(), now).split(".", 1)[1], False),  # a fresh MAC on an older time
+        (auth.session_value(b"another-token", now), False),
+    ):
+        assert (anon.get("/ui/api/jobs", headers={"Cookie": f"kda_ui_session={value}"}).status_code == 200) is opens, value
+
+
+def test_a_login_body_that_trickles_is_cut_off(monkeypatch):
+    """Headers in, then a body that never completes: the form read has a time limit of its own."""
+    from kda_mcp.server.dashboard import auth
+
+    monkeypatch.setattr(auth, "LOGIN_BODY_TIMEOUT_S", 0.3)
+    sent: list[dict] = []
+
+    async def receive():
+        if not sent:
+            sent.append({})
+            return {"type": "http.request", "body": b"token=abc", "more_body": True}
+        await anyio.sleep(30)
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/ui/login", "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+             "query_string": b"", "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1)}
+
+    async def main():
+        with anyio.fail_after(5):
+            await auth.login(scope, receive, send, TOKEN.encode())
+
+    anyio.run(main)
+    [start] = [m for m in sent if m.get("type") == "http.response.start"]
+    assert start["status"] == 408
+
+
 # ---- pages
 
 

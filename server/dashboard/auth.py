@@ -4,8 +4,10 @@ server/http.py's BearerAuth asks this module about /ui paths only; /mcp stays he
 
 - /ui/login (GET: the form; POST: check the token, set the cookie) is answered here, since only
   the middleware knows the token. /ui/static/ is public (the package's own CSS and JS).
-- The cookie holds no token: its value is HMAC(token, SESSION_LABEL), so a stolen cookie opens the
-  dashboard (read-only but for cancelling jobs) and never /mcp, and a new token ends every session.
+- The cookie holds no token: its value is "<issued>.<HMAC(token, label|issued)>", so a stolen cookie
+  opens the dashboard (read-only but for cancelling jobs) and never /mcp, for SESSION_MAX_AGE_S at
+  most (the server checks the age, not only the browser), and a new token ends every session.
+  Logging out clears the browser's copy; a copy taken before stays valid until it expires.
   It is HttpOnly, SameSite=Strict and scoped to /ui; state-changing requests also need the
   X-KDA-UI header (server/dashboard/routes.py), which a cross-site form cannot send.
 - Without credentials a page request is redirected to the login form; fragment polls, charts and
@@ -18,6 +20,7 @@ import hashlib
 import hmac
 import html
 import re
+import time
 import urllib.parse
 from http.cookies import CookieError, SimpleCookie
 
@@ -37,6 +40,7 @@ SESSION_MAX_AGE_S = 7 * 24 * 3600
 UI_HEADER = "x-kda-ui"  # sent by the dashboard's script on polls and actions
 FAILED_LOGIN_DELAY_S = 0.3
 MAX_LOGIN_BODY = 4096
+LOGIN_BODY_TIMEOUT_S = 10.0  # the form is a few hundred bytes: a body that trickles is a held connection
 _SAFE_NEXT = re.compile(r"^/ui(/[A-Za-z0-9._~%!$&'()*+,;=:@-][A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?/?$")
 _SAFE_QUERY = re.compile(r"^[A-Za-z0-9._~%!$&'()*+,;=:@/?-]*$")
 
@@ -49,8 +53,13 @@ def is_login(path: str) -> bool:
     return path.rstrip("/") == LOGIN_PATH
 
 
-def session_value(token: bytes) -> str:
-    return hmac.new(token, SESSION_LABEL, hashlib.sha256).hexdigest()
+def session_value(token: bytes, issued: int | None = None) -> str:
+    issued = int(time.time()) if issued is None else issued
+    return f"{issued}.{_session_mac(token, issued)}"
+
+
+def _session_mac(token: bytes, issued: int) -> str:
+    return hmac.new(token, SESSION_LABEL + b"|" + str(issued).encode(), hashlib.sha256).hexdigest()
 
 
 def _cookies(scope: Scope) -> dict[str, str]:
@@ -71,7 +80,13 @@ def has_session(scope: Scope, token: bytes) -> bool:
     supplied = _cookies(scope).get(COOKIE)
     if not supplied or not token:
         return False
-    return hmac.compare_digest(supplied.encode("latin-1", "replace"), session_value(token).encode())
+    issued_text, _, mac = supplied.partition(".")
+    if not issued_text.isdigit() or len(issued_text) > 12:
+        return False
+    issued = int(issued_text)
+    if not -60 <= time.time() - issued <= SESSION_MAX_AGE_S:
+        return False
+    return hmac.compare_digest(mac.encode("latin-1", "replace"), _session_mac(token, issued).encode())
 
 
 def safe_next(value: str | None) -> str:
@@ -158,12 +173,17 @@ async def login(scope: Scope, receive: Receive, send: Send, token: bytes) -> Non
     next_path = safe_next(request.query_params.get("next"))
     if request.method == "POST":
         body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_LOGIN_BODY:
-                response: Response = HTMLResponse(login_page(next_path, "That request was too large."), status_code=413, headers=SECURITY_HEADERS)
-                await response(scope, receive, send)
-                return
+        with anyio.move_on_after(LOGIN_BODY_TIMEOUT_S) as reading:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_LOGIN_BODY:
+                    response: Response = HTMLResponse(login_page(next_path, "That request was too large."), status_code=413, headers=SECURITY_HEADERS)
+                    await response(scope, receive, send)
+                    return
+        if reading.cancelled_caught:
+            response = HTMLResponse(login_page(next_path, "The form took too long to arrive."), status_code=408, headers={**SECURITY_HEADERS, "Connection": "close"})
+            await response(scope, receive, send)
+            return
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
         supplied = (form.get("token") or [""])[0].strip().encode()
         next_path = safe_next((form.get("next") or [next_path])[0])
