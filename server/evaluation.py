@@ -2,6 +2,7 @@
 
 from typing import Annotated, Literal
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
@@ -53,8 +54,11 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         wait_seconds: Annotated[float, Field(ge=0, le=600, description="How long to wait before returning a job_id instead.")] = 50,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, JobResponse]:
-        plan = plan_benchmark(app, solution, workloads=workloads, baseline=baseline, config=config, arch=arch)
-        job_id = submit_benchmark(app, plan, parent_attempt=parent_attempt)
+        def submit() -> str:  # resolving, planning and the job row are blocking work (and, on Ray, cluster calls)
+            plan = plan_benchmark(app, solution, workloads=workloads, baseline=baseline, config=config, arch=arch)
+            return submit_benchmark(app, plan, parent_attempt=parent_attempt)
+
+        job_id = await anyio.to_thread.run_sync(submit)
         return compact(await wait_for_job(app.jobs, job_id, wait_seconds, ctx))
 
     @mcp.tool(

@@ -2,6 +2,7 @@
 
 from typing import Annotated, Literal
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 from pydantic import Field
@@ -38,7 +39,7 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         wait_seconds: Wait = 50,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, JobResponse]:
-        job_id = submit_sanitize(app, solution, tool=tool, workload=workload, include_log=include_log)
+        job_id = await anyio.to_thread.run_sync(lambda: submit_sanitize(app, solution, tool=tool, workload=workload, include_log=include_log))
         return compact(await wait_for_job(app.jobs, job_id, wait_seconds, ctx))
 
     @mcp.tool(
@@ -65,5 +66,5 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         wait_seconds: Wait = 50,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, JobResponse]:
-        job_id = submit_compare(app, a, b, workloads=workloads, rounds=rounds, per_round=calls_per_round)
+        job_id = await anyio.to_thread.run_sync(lambda: submit_compare(app, a, b, workloads=workloads, rounds=rounds, per_round=calls_per_round))
         return compact(await wait_for_job(app.jobs, job_id, wait_seconds, ctx))

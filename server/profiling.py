@@ -2,6 +2,7 @@
 
 from typing import Annotated, Literal
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.types import CallToolResult
@@ -47,9 +48,10 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         wait_seconds: Annotated[float, Field(ge=0, le=600, description="How long to wait before returning a job_id instead.")] = 50,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, JobResponse]:
-        job_id = submit_profile(
-            app,
-            solution, workload=workload, profile_set=set, kernels=kernels, launch_skip=launch_skip, launch_count=launch_count, detail=detail
+        job_id = await anyio.to_thread.run_sync(
+            lambda: submit_profile(
+                app, solution, workload=workload, profile_set=set, kernels=kernels, launch_skip=launch_skip, launch_count=launch_count, detail=detail
+            )
         )
         return compact(await wait_for_job(app.jobs, job_id, wait_seconds, ctx))
 

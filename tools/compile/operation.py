@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 
+import anyio
+
 from kda_mcp.tools.app import KdaApp
 from kda_mcp.tools.compile.result import CompileResult
 from kda_mcp.tools.jobs import await_future
@@ -19,13 +21,14 @@ async def compile_solution(
     timeout_s: float = 300,
     include_log: bool = False,
 ) -> CompileResult:
-    solution, definition = resolve_input(app, given)
+    solution, definition = await anyio.to_thread.run_sync(resolve_input, app, given)
     dev = app.dataset().dev_set(definition.name)
+    target = await anyio.to_thread.run_sync(app.target, arch)  # on Ray, cluster calls
     work = functools.partial(
         app.compiler.compile,
         solution,
         definition,
-        target=app.target(arch),
+        target=target,
         extra_flags=list(extra_nvcc_flags or []),
         timeout_s=timeout_s,
         first_call_workload=dev[0] if dev else None,

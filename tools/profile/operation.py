@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 from flashinfer_bench.data import Definition, Solution, Workload
 
 from kda_mcp.tools.app import KdaApp
@@ -50,7 +51,8 @@ def submit_profile(
     report = app.settings.state_dir / "profiles" / profile_id
 
     async def work(job: JobContext) -> dict:
-        built = await app.evaluator.build(solution, definition, app.target(None, gpu_kind), app.settings.dataset_path)
+        target = await anyio.to_thread.run_sync(app.target, None, gpu_kind)  # on Ray, cluster calls
+        built = await app.evaluator.build(solution, definition, target, app.settings.dataset_path)
         if built.error:
             raise KdaError(f"The solution did not build: {built.error} Call compile_solution for the diagnostics.")
         request = CaptureRequest(

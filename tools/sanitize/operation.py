@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import anyio
+
 from kda_mcp.tools.app import KdaApp
 from kda_mcp.tools.errors import KdaError
 from kda_mcp.tools.jobs import JobContext
@@ -18,7 +20,8 @@ def submit_sanitize(
     app.executor.require("sanitize_solution", gpu_kind)
 
     async def work(job: JobContext) -> dict:
-        built = await app.evaluator.build(solution, definition, app.target(None, gpu_kind), app.settings.dataset_path)
+        target = await anyio.to_thread.run_sync(app.target, None, gpu_kind)  # on Ray, cluster calls
+        built = await app.evaluator.build(solution, definition, target, app.settings.dataset_path)
         if built.error:
             raise KdaError(f"The solution did not build: {built.error} Call compile_solution for the diagnostics.")
         issues, summary, output, seconds = await app.executor.sanitize(
