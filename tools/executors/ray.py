@@ -326,10 +326,12 @@ class RayExecutor:
                     apply(self._events(drain))
                     drain = None
                     await asyncio.wait({fut}, timeout=self.poll_s)  # pace the next drain
-            drain = drain or self._drain(reporter, token)  # what the task said before it ended
-            if drain is not None:
-                await asyncio.wait({drain}, timeout=5)
-                apply(self._events(drain) if drain.done() else [])
+            # The drain in flight may have been answered before the task's last words: take its
+            # answer, then ask once more for what the task said before it ended.
+            for last in (drain, self._drain(reporter, token)):
+                if last is not None:
+                    await asyncio.wait({last}, timeout=5)
+                    apply(self._events(last) if last.done() else [])
             try:
                 outcome: Outcome = fut.result()
             except LOST as exc:
