@@ -201,3 +201,14 @@ def test_without_a_timed_reference_the_candidates_time_is_unverified(plan: Plan)
     row = workload_row(plan, 0, _measurement(_side([0.5] * 16, [0.5] * 8), failed_reference), [])
     assert "timing_unverified" in {f.check for f in row.findings or []}
     assert row.suspect and row.speedup is None
+
+
+def test_provenance_names_the_node_that_measured(plan: Plan):
+    """A Ray task reports its node's driver and packages; the result must carry those, not the server's."""
+    measurement = _measurement(_side([50.0] * 16, [50.0] * 8), _side([55.0] * 16, [55.0] * 8))
+    node = {"driver": "999.1", "cuda": "13.9", "torch": "9.9.9", "triton": "9.9", "kda_mcp": "0.0.9"}
+    measurement.facts["node_provenance"] = node
+    provenance = report.assemble(plan, measurement, {"isolation": "user", "detail": "test"}).provenance
+    assert (provenance.driver, provenance.cuda, provenance.torch, provenance.triton, provenance.kda_mcp) == tuple(node.values())
+    here = report.assemble(plan, _measurement(_side([50.0] * 16, [50.0] * 8), _side([55.0] * 16, [55.0] * 8)), {"isolation": "user", "detail": "test"}).provenance
+    assert here.torch == report.host_provenance()["torch"]

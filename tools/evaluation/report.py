@@ -15,6 +15,7 @@ from typing import Any
 
 from kda_mcp.tools.capabilities import TIMING_FIX, driver_version
 from kda_mcp.tools.evaluation.abtest import paired_interval
+from kda_mcp.tools.evaluation.judge import CHECK_PROBABILITY, MIN_CHECKS
 from kda_mcp.tools.evaluation.models import (
     Aggregate,
     BenchmarkResult,
@@ -381,22 +382,18 @@ def assemble(plan: Plan, measurement: Measurement, isolation: dict[str, str]) ->
         provenance=Provenance(
             gpu=(facts.get("device") or {}).get("name"),
             gpu_index=measurement.gpu,
-            driver=driver_version(),
-            cuda=_cuda_version(),
-            torch=_version("torch"),
-            triton=_version("triton"),
+            **(facts.get("node_provenance") or host_provenance()),  # a Ray task's node, else this machine
             clocks_mhz=measurement.clocks,
             method=(methods[0] if methods else "none (nothing was timed)") + _method_tail(plan, facts),
             isolation=isolation,
             verification={
                 "judge": "GPU events of the trusted judge around each call's go/done handshake, outside the solution's process",
                 "tolerance": f"max({VERIFY_REL:.0%} of the reported time, {VERIFY_ABS_US:g} us) after subtracting the handshake, calibrated on the reference",
-                "checked_calls": "timed calls are drawn for checking after they finish, with probability 0.15 each (at least 2 per side)",
+                "checked_calls": f"timed calls are drawn for checking after they finish, with probability {CHECK_PROBABILITY:g} each (at least {MIN_CHECKS} per side)",
             },
             copy_bandwidth_tb_s=round(facts["bandwidth_bytes_per_s"] / 1e12, 3) if facts.get("bandwidth_bytes_per_s") else None,
             seeds={"correctness": measurement.trial_seeds, "timing": "drawn per call by the judge"},
             config=plan.config.model_dump(),
-            kda_mcp=_version("kda-mcp"),
         ),
     )
 
@@ -471,6 +468,11 @@ def _message(rows: list[WorkloadResult], error: str | None) -> str:
     if error:
         parts.append(error)
     return "; ".join(parts) + "."
+
+
+def host_provenance() -> dict[str, str | None]:
+    """Driver, CUDA runtime and the packages that shape a measurement, as this machine has them."""
+    return {"driver": driver_version(), "cuda": _cuda_version(), "torch": _version("torch"), "triton": _version("triton"), "kda_mcp": _version("kda-mcp")}
 
 
 def _version(package: str) -> str | None:

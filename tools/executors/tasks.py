@@ -234,7 +234,9 @@ class MeasureCall:
             finally:
                 await evaluator.aclose()
         measurement.facts["isolation"] = ctx.sandbox.describe()
-        measurement.facts["node_provenance"] = node_provenance()  # the node's driver and packages, not the server's
+        from kda_mcp.tools.evaluation.report import host_provenance
+
+        measurement.facts["node_provenance"] = host_provenance()  # the node's driver and packages, not the server's
         return measurement
 
 
@@ -303,22 +305,6 @@ def run_on_node(node: NodeSettings, call: Any, token: str, reporter: Any) -> Out
         log.error("kda-mcp task failed on this node:\n%s", text)
         host = where.get("host") or socket.gethostname()
         return Outcome(error=f"internal error on Ray node {host} ({type(exc).__name__}: {exc}); the job did not finish.\n{text[-2000:]}", internal=True, where=where)
-
-
-def node_provenance() -> dict[str, str | None]:
-    """What report.assemble's provenance reads from the server process (driver, CUDA, torch,
-    triton, kda-mcp), as this node has them."""
-    import importlib.metadata
-
-    from kda_mcp.tools.capabilities import _cuda_runtime_version, driver_version
-
-    def version(name: str) -> str | None:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    return {"driver": driver_version(), "cuda": _cuda_runtime_version(), "torch": version("torch"), "triton": version("triton"), "kda_mcp": version("kda-mcp")}
 
 
 def ray_auth() -> str:
