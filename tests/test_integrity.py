@@ -144,3 +144,17 @@ def test_ab_statistics():
             WorkloadAB(workload="w2", axes={}, a_status="PASSED", b_status="INCORRECT_NUMERICAL", verdict="not_comparable")]
     verdict, geo, message = summarize(rows)
     assert verdict == "b_faster" and geo == pytest.approx(1.1) and "not comparable" in message
+
+
+def test_the_calls_checked_for_sure_are_drawn_anywhere_in_the_run():
+    """A fixed position (it was the last timed call) lets a solution be honest there alone."""
+    import random
+
+    from kda_mcp.tools.evaluation.judge import MIN_CHECKS, forced_checks
+
+    rng = random.Random(7)
+    draws = [forced_checks(rng, 32) for _ in range(400)]
+    assert all(len(d) == MIN_CHECKS and d <= set(range(32)) for d in draws)
+    assert set().union(*draws) == set(range(32))  # every call may be the checked one
+    assert sum(31 in d for d in draws) < 100  # the last call is no likelier than any other (expected 25)
+    assert forced_checks(rng, 1) == {0} and forced_checks(rng, 0) == set()

@@ -398,6 +398,10 @@ class Judge:
             for n in names
         }
         checked = {n: 0 for n in names}
+        # Which timed calls are checked at least: drawn here, secretly, anywhere in the run (a fixed
+        # position such as the last call could be predicted and done honestly alone).
+        forced = {n: forced_checks(self.rng, rounds * per_round) for n in names}
+        timed = {n: 0 for n in names}
         live = list(names)
         for r in range(rounds):
             order = list(live)
@@ -421,8 +425,8 @@ class Judge:
                         brackets.append(bracket)
                         flushes.append(flush)
                         preps.append(prep)
-                        last = r == rounds - 1 and j == count - 1
-                        if self.rng.random() < CHECK_PROBABILITY or (last and checked[name] + len(samples) < MIN_CHECKS):
+                        timed[name] += 1
+                        if timed[name] - 1 in forced[name] or self.rng.random() < CHECK_PROBABILITY:
                             samples.append((seed, [o.clone() for o in side.sets[k]["outputs"]]))
                     batch = self._batch_report(side, count)
                 except SideFailed as failure:
@@ -469,6 +473,11 @@ class Judge:
         estimate_s = max(bracket / 1e6, 1e-6)
         total = int(min(timing["max_calls"], max(timing["min_calls"], timing["target_seconds"] / estimate_s)))
         return max(1, math.ceil(total / max(int(timing["rounds"]), 1)))
+
+
+def forced_checks(rng: Any, timed_calls: int) -> set[int]:
+    """MIN_CHECKS distinct positions among a side's timed calls (all of them when there are fewer)."""
+    return set(rng.sample(range(timed_calls), min(MIN_CHECKS, timed_calls))) if timed_calls > 0 else set()
 
 
 def _tol(tolerance: dict[str, Any]) -> dict[str, Any]:
