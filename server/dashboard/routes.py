@@ -160,7 +160,7 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         except ValueError:
             return JSONResponse({"error": "invalid_argument", "detail": "w and h are pixel counts."}, status_code=400)
         try:
-            chart = await anyio.to_thread.run_sync(views.chart, app, kind, file[: -len(".png")], width, height)
+            chart = await views.draw_chart(app, kind, file[: -len(".png")], width, height)
         except NotFoundError as exc:
             return JSONResponse({"error": "not_found", "detail": str(exc)}, status_code=404)
         except KdaError as exc:

@@ -6,7 +6,6 @@ import base64
 import urllib.parse
 from typing import Annotated, Literal
 
-import anyio.to_thread
 from kda_mcp.server.adapters import domain_errors, read_only
 from kda_mcp.server.dashboard import views
 from kda_mcp.tools import charts
@@ -66,7 +65,7 @@ def register(mcp: MCPServer, app: KdaApp) -> None:
         extra = [name for name, value in given.items() if value and name != needed]
         if extra:
             raise InvalidArgumentError(f"kind={kind!r} takes only {needed}; drop {', '.join(extra)}.")
-        chart = await anyio.to_thread.run_sync(views.chart, app, kind, subject, width, height)
+        chart = await views.draw_chart(app, kind, subject, width, height)
         info = ChartView(
             kind=kind,
             subject=subject,

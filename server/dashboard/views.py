@@ -7,9 +7,13 @@ thread so the event loop that also serves /mcp never waits on them.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
+
+import anyio
 
 from kda_mcp.tools import charts
 from kda_mcp.tools.app import KdaApp
@@ -202,7 +206,8 @@ def profiles_of(app: KdaApp, attempt_id: str) -> list[ProfileSummary]:
 
 def attempt(app: KdaApp, attempt_id: str) -> AttemptPage:
     detail = app.ledger.get(attempt_id)
-    ancestry = app.ledger.list(lineage_of=attempt_id, limit=200).lineage or [attempt_id]
+    # Lineage stays within a definition: reading only its attempts keeps a 5 s poll off the whole ledger.
+    ancestry = app.ledger.list(definition=detail.summary.definition, lineage_of=attempt_id, limit=200).lineage or [attempt_id]
     return AttemptPage(detail, ancestry, profiles_of(app, attempt_id), ledger_page(app, detail.summary.definition).best)
 
 
@@ -297,6 +302,19 @@ def chart_spec(app: KdaApp, kind: str, subject: str) -> dict[str, Any]:
 
 def chart_cache(app: KdaApp) -> charts.ChartCache:
     return charts.ChartCache(app.settings.cache_dir / "charts")
+
+
+_DRAWERS: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()  # one per event loop
+
+
+async def draw_chart(app: KdaApp, kind: str, subject: str, width: int | None = None, height: int | None = None) -> charts.Chart:
+    """chart() in a worker thread of the charts' own: drawing is serialized anyway (tools/charts.py),
+    so a burst of chart requests must not take the threads the MCP tools run in."""
+    loop = asyncio.get_running_loop()
+    limiter = _DRAWERS.get(loop)
+    if limiter is None:
+        limiter = _DRAWERS[loop] = anyio.CapacityLimiter(2)
+    return await anyio.to_thread.run_sync(chart, app, kind, subject, width, height, limiter=limiter)
 
 
 def chart(app: KdaApp, kind: str, subject: str, width: int | None = None, height: int | None = None) -> charts.Chart:
