@@ -335,7 +335,6 @@ class Compiler:
             diagnostics=diagnostics or None,
             diagnostics_omitted=omitted or None,
             diagnostics_outside_solution=parsed.outside_solution or None,
-            libraries=[lib.found for lib in libraries] or None,
         )
         kernels, binaries, arch = await anyio.to_thread.run_sync(_triton_kernels, cache_dir)
         base["target"] = arch or target.name
