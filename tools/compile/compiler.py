@@ -7,6 +7,7 @@ a leased GPU. Both end in the same report: diagnostics, per-kernel resources, SA
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -65,6 +66,16 @@ def _nvcc_version() -> str:
     nvcc = find_cuda_tool("nvcc")
     if nvcc is None:
         return "none"
+    try:
+        stamp = os.stat(nvcc).st_mtime_ns
+    except OSError:
+        stamp = 0
+    return _nvcc_version_of(str(nvcc), stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _nvcc_version_of(nvcc: str, stamp: int) -> str:
+    """`nvcc --version`, once per binary (a new toolkit in its place has a new mtime): every build key asks."""
     out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=30).stdout
     match = re.search(r"V([\d.]+)", out)
     return match.group(1) if match else out.strip()[-40:]
