@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from kda_mcp.tools import ledger
 from kda_mcp.tools.errors import InvalidArgumentError
 
 ChartKind = Literal["roofline", "latency", "speedup_history"]
@@ -170,8 +171,6 @@ def speedup_history_spec(definition: str, summaries: list[Any]) -> dict[str, Any
     use_baseline = any(s.geomean_speedup_vs_baseline for s in ordered)
     points = []
     for s in ordered:
-        done, _, total = s.passed.partition("/")
-        passed_all = done.isdigit() and total.isdigit() and int(total) > 0 and done == total
         value = s.geomean_speedup_vs_baseline if use_baseline else s.geomean_speedup_vs_reference
         points.append(
             {
@@ -179,7 +178,7 @@ def speedup_history_spec(definition: str, summaries: list[Any]) -> dict[str, Any
                 "created": round(float(s.created), 3),
                 "speedup": _positive(value),
                 "passed": s.passed,
-                "passed_all": passed_all,
+                "passed_all": ledger.passed_all(s),
                 "suspect": bool(s.suspect),
             }
         )

@@ -77,12 +77,22 @@ def _latencies(result: dict[str, Any]) -> dict[str, float]:
     return found
 
 
-def _fully_passing(s: AttemptSummary) -> bool:
+def passed_counts(s: AttemptSummary) -> tuple[int, int]:
+    """(workloads passed, workloads run) from the summary's 'x/y'; (0, 0) when unreadable."""
+    done, _, total = s.passed.partition("/")
     try:
-        done, total = (int(x) for x in s.passed.split("/"))
+        return int(done), int(total)
     except ValueError:
-        return False
-    return total > 0 and done == total and not s.suspect
+        return 0, 0
+
+
+def passed_all(s: AttemptSummary) -> bool:
+    done, total = passed_counts(s)
+    return total > 0 and done == total
+
+
+def _fully_passing(s: AttemptSummary) -> bool:
+    return passed_all(s) and not s.suspect
 
 
 def solution_hash(solution: Solution) -> str:

@@ -19,8 +19,8 @@ from typing import Any
 
 from kda_mcp.server.dashboard.assets import asset_url
 from kda_mcp.server.dashboard.auth import CHARTS_PREFIX, UI_PREFIX
-from kda_mcp.server.dashboard.views import PAGE_SIZES, AttemptPage, DefinitionPage, DefinitionRow, JobRow, Lineage, Queue, passed_all, speedup_of
-from kda_mcp.tools.ledger import AttemptSummary, NoteView
+from kda_mcp.server.dashboard.views import PAGE_SIZES, AttemptPage, DefinitionPage, DefinitionRow, JobRow, Lineage, Queue, speedup_of
+from kda_mcp.tools.ledger import AttemptSummary, NoteView, passed_all, passed_counts
 from kda_mcp.tools.profile.models import ProfileSummary
 
 POLL_QUEUE_MS = 1500
@@ -526,8 +526,7 @@ def _node_state(s: AttemptSummary, best: str | None) -> str:
         return "suspect"
     if passed_all(s):
         return "passed"
-    done, _, _ = s.passed.partition("/")
-    return "partial" if done not in ("", "0") else "failed"
+    return "partial" if passed_counts(s)[0] else "failed"
 
 
 def lineage_svg(data: Lineage, focus: str | None) -> str:

@@ -94,19 +94,6 @@ def queue(app: KdaApp) -> Queue:
 # ---- definitions and attempts
 
 
-def _passed(summary: AttemptSummary) -> tuple[int, int]:
-    done, _, total = summary.passed.partition("/")
-    try:
-        return int(done), int(total)
-    except ValueError:
-        return 0, 0
-
-
-def passed_all(summary: AttemptSummary) -> bool:
-    done, total = _passed(summary)
-    return total > 0 and done == total
-
-
 def speedup_of(summary: AttemptSummary) -> float | None:
     return summary.geomean_speedup_vs_baseline or summary.geomean_speedup_vs_reference
 
